@@ -1,0 +1,3 @@
+from muscale.cli.main import entry
+
+entry()

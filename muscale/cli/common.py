@@ -1,0 +1,71 @@
+"""Shared plumbing for the ``muscale`` subcommands: finding ``conf/``, composing configs
+with Hydra's compose API, and printing JSON.
+
+Subcommands are plain functions ``main(argv) -> int``; they raise
+:class:`muscale.errors.UserError` for bad input and the dispatcher
+(:mod:`muscale.cli.main`) turns it into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from muscale.errors import UserError
+
+
+def conf_dir() -> Path:
+    """The Hydra config directory: ``$MUSCALE_CONF_DIR`` or the repository's ``conf/``."""
+    env = os.environ.get("MUSCALE_CONF_DIR")
+    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
+    if not path.is_dir():
+        raise UserError(
+            f"config directory {path} not found: set MUSCALE_CONF_DIR or install muscale "
+            "from a clone (pip install -e .)"
+        )
+    return path
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``conf/<config_name>.yaml`` with command-line ``overrides``.
+
+    Registers muscale's structured-config schemas first (explicitly, not at import time),
+    so that typos and wrong types fail at composition with Hydra's message.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from muscale.config import register_configs
+
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=list(overrides))
+
+
+def print_json(obj: Any) -> None:
+    """Print ``obj`` as JSON on stdout (and nothing else)."""
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def check_format(value: str) -> str:
+    """Validate a ``format=`` option."""
+    if value not in ("table", "json"):
+        raise UserError(f"format={value!r} is not allowed: choose table or json")
+    return value

@@ -1,0 +1,37 @@
+"""Errors a user can fix by changing an input.
+
+The CLI turns a :class:`UserError` into one line on stderr and exit status 2 (never a
+traceback); library callers get an ordinary exception whose message names the field, the
+value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class UserError(ValueError):
+    """Bad input: a config value, a missing file, a mismatched checkpoint."""
+
+
+class ConfigError(UserError):
+    """A config field holds a value outside what is allowed."""
+
+    def __init__(self, field: str, value: object, allowed: str) -> None:
+        super().__init__(f"{field}={value!r} is not allowed: {allowed}")
+        self.field = field
+        self.value = value
+
+
+def check_choice(field: str, value: object, choices: Iterable[object]) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is one of ``choices``."""
+    options = list(choices)
+    if value not in options:
+        raise ConfigError(field, value, "choose one of " + ", ".join(map(str, options)))
+
+
+def check_positive(field: str, value: float | int, *, allow_zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok:
+        raise ConfigError(field, value, "must be >= 0" if allow_zero else "must be > 0")
