@@ -18,17 +18,28 @@ def register_configs() -> None:
 
 
 def _schemas() -> list[tuple[str | None, str, type]]:
-    rows: list[tuple[str | None, str, type]] = []
-    try:
-        from muscale.models.configs import GPTConfig, MLPConfig
-        from muscale.optim.config import OptimConfig
-        from muscale.param.config import ParamConfig
-    except ImportError:  # core not built yet
-        return rows
-    rows += [
+    from muscale.models.configs import GPTConfig, MLPConfig
+    from muscale.optim.config import OptimConfig
+    from muscale.param.config import ParamConfig
+
+    return [
         ("model", "mlp_schema", MLPConfig),
         ("model", "gpt_schema", GPTConfig),
         ("param", "param_schema", ParamConfig),
         ("optim", "optim_schema", OptimConfig),
     ]
-    return rows
+
+
+def to_dict(obj: object) -> dict:
+    """A plain dict from a dataclass, DictConfig or mapping (for building typed configs)."""
+    import dataclasses
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(obj, DictConfig):
+        out = OmegaConf.to_container(obj, resolve=True)
+        assert isinstance(out, dict)
+        return {str(k): v for k, v in out.items()}
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    return dict(obj)  # type: ignore[call-overload]

@@ -1,0 +1,30 @@
+"""Model families: a table from ``model.family`` to (config dataclass, module class)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muscale.errors import check_choice
+from muscale.models.configs import GPTConfig, MLPConfig
+from muscale.models.gpt import GPT
+from muscale.models.mlp import MLP
+
+FAMILIES: dict[str, tuple[type, type]] = {
+    "mlp": (MLPConfig, MLP),
+    "gpt": (GPTConfig, GPT),
+}
+
+
+def model_config(d: Any) -> MLPConfig | GPTConfig:
+    """A typed model config from a dict / DictConfig / dataclass (validated)."""
+    if isinstance(d, MLPConfig | GPTConfig):
+        return d
+    from muscale.config import to_dict
+
+    d = to_dict(d)
+    family = d.get("family", "gpt")
+    check_choice("model.family", family, FAMILIES)
+    return FAMILIES[family][0](**d)
+
+
+__all__ = ["FAMILIES", "GPT", "MLP", "GPTConfig", "MLPConfig", "model_config"]
