@@ -78,6 +78,9 @@ class Block(nn.Module):
         self.branch = float(mults["branch"])  # m_L^-alpha (depth rules)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) residual stream
+        if self.branch == 1.0:  # no depth rule: skip two (B, T, C) multiplies per block
+            x = x + self.attn(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
         x = x + self.branch * self.attn(self.norm1(x))
         return x + self.branch * self.mlp(self.norm2(x))
 

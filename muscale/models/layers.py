@@ -21,7 +21,11 @@ class ScaledLinear(nn.Linear):
         self.mult = float(mult)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x * self.mult if self.mult != 1.0 else x, self.weight, self.bias)
+        if self.mult == 1.0:
+            return F.linear(x, self.weight, self.bias)
+        if self.bias is None and self.out_features < self.in_features:
+            return F.linear(x, self.weight) * self.mult  # same value, smaller tensor to scale
+        return F.linear(x * self.mult, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", mult={self.mult:.4g}"
