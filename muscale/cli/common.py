@@ -69,3 +69,54 @@ def check_format(value: str) -> str:
     if value not in ("table", "json"):
         raise UserError(f"format={value!r} is not allowed: choose table or json")
     return value
+
+
+def hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Split argv into plain overrides (composable) and Hydra's own flags/``hydra.*`` keys."""
+    overrides, flags = [], []
+    for a in argv:
+        is_flag = a.startswith("-") or a.startswith(("hydra.", "hydra/", "+hydra.", "~hydra"))
+        (flags if is_flag else overrides).append(a)
+    return overrides, flags
+
+
+def run_hydra_app(
+    config_name: str, argv: list[str], task: Any, *, multirun: bool = False, prog: str = "muscale"
+) -> int:
+    """Run ``task(cfg)`` as a real Hydra app (run dirs, ``-m``, launchers, sweepers).
+
+    The overrides are first composed once with the compose API so that a bad value is one
+    line and exit 2 (Hydra's own handler prints more and exits 1). Inside the job a
+    :class:`UserError` is also turned into one line and exit 2.
+    """
+    import hydra
+
+    overrides, _ = hydra_flags(argv)
+    compose(config_name, [o for o in overrides if "," not in o.split("=", 1)[-1]
+                          or o.split("=", 1)[-1].startswith("[")])
+    from muscale.config import register_configs
+
+    register_configs()
+    result: dict[str, Any] = {}
+
+    def job(cfg: DictConfig) -> Any:
+        try:
+            out = task(cfg)
+        except UserError as exc:
+            sys.stderr.write(f"{prog}: error: {' '.join(str(exc).split())}\n")
+            raise SystemExit(2) from None
+        result["value"] = out
+        return out
+
+    app = hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")(job)
+    args = list(argv)
+    if multirun and "-m" not in args and "--multirun" not in args:
+        args.insert(0, "--multirun")
+    saved = sys.argv
+    sys.argv = [prog, *args]
+    try:
+        app()
+    finally:
+        sys.argv = saved
+    value = result.get("value")
+    return int(value) if isinstance(value, int) else 0

@@ -1,0 +1,28 @@
+"""``muscale sweep``: proxy widths x hyperparameters through Hydra (any launcher).
+
+    muscale sweep sweep.widths=[64,128,256] sweep.schemes=[sp,mup] sweep.lrs=[1e-3,3e-3,1e-2]
+    muscale sweep sweep.strategy=adaptive sweep.seeds=3 hydra/launcher=joblib
+    muscale sweep ... hydra/launcher=slurm hydra.launcher.partition=gpu
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from muscale.cli.common import compose, hydra_flags, run_hydra_app
+
+
+def _task(cfg: Any) -> Any:
+    from muscale.sweep.trial import run_trial
+
+    return run_trial(cfg)
+
+
+def main(argv: list[str]) -> int:
+    from muscale.config import to_dict
+    from muscale.sweep.config import SweepConfig
+
+    overrides, _ = hydra_flags(argv)
+    SweepConfig(**to_dict(compose("sweep", overrides).sweep))  # validate before launching
+    run_hydra_app("sweep", argv, _task, multirun=True, prog="muscale sweep")
+    return 0

@@ -1,0 +1,1 @@
+"""μTransfer sweeps: search spaces, the results store, fits of the optimum, transfer."""
