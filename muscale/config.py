@@ -23,10 +23,10 @@ def _schemas() -> list[tuple[str | None, str, type]]:
     from muscale.param.config import ParamConfig
 
     return [
-        ("model", "mlp_schema", MLPConfig),
-        ("model", "gpt_schema", GPTConfig),
-        ("param", "param_schema", ParamConfig),
-        ("optim", "optim_schema", OptimConfig),
+        ("schema/model", "mlp", MLPConfig),
+        ("schema/model", "gpt", GPTConfig),
+        ("schema", "param", ParamConfig),
+        ("schema", "optim", OptimConfig),
     ]
 
 

@@ -39,9 +39,13 @@ def _usage() -> str:
 
 
 def one_line(exc: BaseException) -> str:
-    """An exception's message on one line (Hydra's messages span several)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    """An exception's message on one line (Hydra's messages span several), with its cause
+    when that says more (Hydra wraps OmegaConf's "could not be converted" errors)."""
+    text = str(exc).split("Config search path:")[0]
+    cause = exc.__cause__
+    if cause is not None and str(cause) and str(cause).split("\n")[0] not in text:
+        text += ": " + str(cause).split("\n")[0]
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
