@@ -43,6 +43,8 @@ def build_model(
     """
     mcfg, pcfg = model_config(model_cfg), param_config(param_cfg)
     check_choice("optim family", optim_family, OPTIM_FAMILIES)
+    if pcfg.base_shapes:
+        pcfg = _with_bsh_base_width(mcfg, pcfg)
     shape = shape_info(mcfg, pcfg)
     mults = forward_multipliers(pcfg, optim_family, shape)
     with torch.device(device):
@@ -50,6 +52,20 @@ def build_model(
     plan = plan_for(model, pcfg, optim_family, shape=shape)
     init_parameters(model, plan, seed=seed)
     return model, plan
+
+
+def _with_bsh_base_width(mcfg: Any, pcfg: ParamConfig) -> ParamConfig:
+    """Replace ``base_width`` by the one a mup ``.bsh`` file implies (shapes from a meta build)."""
+    import dataclasses
+
+    from muscale.param.bsh import base_width_from_bsh, read_bsh
+
+    unit = {"input": 1.0, "output": 1.0, "branch": 1.0, "attn_scale": 1.0}
+    with torch.device("meta"):
+        shell = FAMILIES[mcfg.family][1](mcfg, unit)
+    shapes = {n: tuple(p.shape) for n, p in shell.named_parameters()}
+    base = base_width_from_bsh(read_bsh(pcfg.base_shapes), shapes, mcfg.width)
+    return dataclasses.replace(pcfg, base_width=base, base_shapes=None)
 
 
 def plan_for(model: nn.Module, param_cfg: ParamConfig, optim_family: str, *, shape: Any = None) -> Plan:

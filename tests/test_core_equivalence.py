@@ -175,3 +175,20 @@ def test_compiled_mup_model_matches_eager():
     eager = model(x)
     compiled = torch.compile(model)(x)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_mup_bsh_file_gives_the_base_width(tmp_path):
+    """A base-shape file written by microsoft/mup imports as the same base width."""
+    from mup import get_shapes, make_base_shapes
+
+    cfg = GPTConfig(width=128, depth=2, vocab_size=64, seq_len=16)
+    pcfg = ParamConfig(scheme="mup", base_width=32)
+    base, _ = build_model(dataclasses.replace(cfg, width=32), pcfg)
+    delta, _ = build_model(dataclasses.replace(cfg, width=64), pcfg)
+    path = tmp_path / "gpt.bsh"
+    make_base_shapes(get_shapes(base), get_shapes(delta), savefile=str(path))
+    _, plan_bsh = build_model(cfg, ParamConfig(scheme="mup", base_width=999, allow_base_above_width=True,
+                                               base_shapes=str(path)))
+    _, plan = build_model(cfg, pcfg)
+    assert [p.lr_scale for p in plan_bsh.params] == [p.lr_scale for p in plan.params]
+    assert plan_bsh.multipliers == plan.multipliers

@@ -33,7 +33,8 @@ class ParamConfig:
     ``input_mult``/``output_mult``/``attn_mult``: tunable base constants (TP5 §4: alpha_in,
     alpha_out, alpha_attn). ``zero_readout``/``zero_query``: zero-init the readout and the
     query projection under μP (TP5 App. D.2; the mup README). ``scale_eps``: μP-scale Adam's
-    epsilon. ``init_dist``: Gaussian, or (scaled) orthogonal matrices where shapes allow
+    epsilon. ``base_shapes``: a microsoft/mup ``.bsh`` file to take the base width from
+    (overrides ``base_width``). ``init_dist``: Gaussian, or (scaled) orthogonal matrices where shapes allow
     (Saxe et al. 2014; Pennington et al. 2017).
     """
 
@@ -50,6 +51,7 @@ class ParamConfig:
     zero_query: bool = True
     scale_eps: bool = True
     allow_base_above_width: bool = False
+    base_shapes: str | None = None
 
     def __post_init__(self) -> None:
         check_choice("param.scheme", self.scheme, SCHEMES)
