@@ -1,7 +1,7 @@
 """Build a model and its plan from configs: the front door of the library.
 
-    config -> shape info (dims at width and base width) -> forward multipliers
-           -> module -> roles (param_specs) -> plan (rule table) -> init
+config -> shape info (dims at width and base width) -> forward multipliers
+       -> module -> roles (param_specs) -> plan (rule table) -> init
 """
 
 from __future__ import annotations
@@ -68,7 +68,9 @@ def _with_bsh_base_width(mcfg: Any, pcfg: ParamConfig) -> ParamConfig:
     return dataclasses.replace(pcfg, base_width=base, base_shapes=None)
 
 
-def plan_for(model: nn.Module, param_cfg: ParamConfig, optim_family: str, *, shape: Any = None) -> Plan:
+def plan_for(
+    model: nn.Module, param_cfg: ParamConfig, optim_family: str, *, shape: Any = None
+) -> Plan:
     """The plan of an already-built muscale model (its ``param_specs`` give the roles)."""
     if shape is None:
         shape = shape_info(model.cfg, param_cfg)  # type: ignore[attr-defined]

@@ -33,20 +33,32 @@ def _lm_loss(model, batch):
     return F.cross_entropy(logits.flatten(0, 1), y.flatten())
 
 
-@pytest.mark.parametrize("family_cfg", [
-    MLPConfig(width=96, depth=3, in_dim=20, residual=True),
-    GPTConfig(width=96, depth=2, n_heads=4, vocab_size=64, seq_len=16, mlp="swiglu"),
-])
+@pytest.mark.parametrize(
+    "family_cfg",
+    [
+        MLPConfig(width=96, depth=3, in_dim=20, residual=True),
+        GPTConfig(width=96, depth=2, n_heads=4, vocab_size=64, seq_len=16, mlp="swiglu"),
+    ],
+)
 @pytest.mark.parametrize("optim_name", ["adamw", "sgd"])
 def test_mup_at_base_shape_is_sp(family_cfg, optim_name):
     family = "sgd" if optim_name == "sgd" else "adam"
     common = dict(base_width=96, zero_readout=False, zero_query=False, depth_alpha=0.5)
-    m_mup, p_mup = build_model(family_cfg, ParamConfig(scheme="mup", **common), optim_family=family, seed=3)
-    m_sp, p_sp = build_model(family_cfg, ParamConfig(scheme="sp", **common), optim_family=family, seed=3)
+    m_mup, p_mup = build_model(
+        family_cfg, ParamConfig(scheme="mup", **common), optim_family=family, seed=3
+    )
+    m_sp, p_sp = build_model(
+        family_cfg, ParamConfig(scheme="sp", **common), optim_family=family, seed=3
+    )
     for (n1, t1), (n2, t2) in zip(m_mup.named_parameters(), m_sp.named_parameters()):
         assert n1 == n2 and torch.equal(t1, t2), n1
     for a, b in zip(p_mup.params, p_sp.params):
-        assert (a.init_std, a.multiplier, a.lr_scale, a.eps_scale) == (b.init_std, b.multiplier, b.lr_scale, b.eps_scale)
+        assert (a.init_std, a.multiplier, a.lr_scale, a.eps_scale) == (
+            b.init_std,
+            b.multiplier,
+            b.lr_scale,
+            b.eps_scale,
+        )
     assert p_mup.multipliers == p_sp.multipliers
     if isinstance(family_cfg, MLPConfig):
         x = torch.randn(8, 20)
@@ -72,8 +84,13 @@ def _mup_twin(model, cfg, base_width, readout_attr):
     def with_mureadout(m):
         m = copy.deepcopy(m)
         old = getattr(m, readout_attr)
-        new = MuReadout(old.in_features, old.out_features, bias=old.bias is not None,
-                        readout_zero_init=False, output_mult=1.0)
+        new = MuReadout(
+            old.in_features,
+            old.out_features,
+            bias=old.bias is not None,
+            readout_zero_init=False,
+            output_mult=1.0,
+        )
         new.load_state_dict(old.state_dict())
         setattr(m, readout_attr, new)
         return m
@@ -86,17 +103,21 @@ def _mup_twin(model, cfg, base_width, readout_attr):
     return twin
 
 
-@pytest.mark.parametrize("cfg,readout", [
-    (MLPConfig(width=256, depth=2, in_dim=24, out_dim=7), "out"),
-    (GPTConfig(width=128, depth=2, n_heads=4, vocab_size=64, seq_len=16), "lm_head"),
-])
+@pytest.mark.parametrize(
+    "cfg,readout",
+    [
+        (MLPConfig(width=256, depth=2, in_dim=24, out_dim=7), "out"),
+        (GPTConfig(width=128, depth=2, n_heads=4, vocab_size=64, seq_len=16), "lm_head"),
+    ],
+)
 @pytest.mark.parametrize("optim_name", ["adam", "sgd"])
 def test_equivalent_to_microsoft_mup(cfg, readout, optim_name):
     from mup import MuAdam, MuSGD
 
     family = "sgd" if optim_name == "sgd" else "adam"
-    pcfg = ParamConfig(scheme="mup", base_width=32, zero_readout=False, zero_query=False,
-                       scale_eps=False)  # mup does not scale Adam's epsilon
+    pcfg = ParamConfig(
+        scheme="mup", base_width=32, zero_readout=False, zero_query=False, scale_eps=False
+    )  # mup does not scale Adam's epsilon
     ours, plan = build_model(cfg, pcfg, optim_family=family, seed=5)
     twin = _mup_twin(ours, cfg, 32, readout)
     if isinstance(cfg, MLPConfig):
@@ -133,12 +154,19 @@ def test_init_distribution_matches_mup_default_init():
     base stds give the same output distribution at init."""
     cfg = MLPConfig(width=512, depth=2, in_dim=32, out_dim=4)
     base_w = 64
-    std = {"input": (3 * 32) ** -0.5, "hidden": (3 * base_w) ** -0.5, "output": (3 * base_w) ** -0.5}
+    std = {
+        "input": (3 * 32) ** -0.5,
+        "hidden": (3 * base_w) ** -0.5,
+        "output": (3 * base_w) ** -0.5,
+    }
     x = torch.randn(256, 32, generator=torch.Generator().manual_seed(0))
     ours_std, mup_std = [], []
     for seed in range(8):
-        m, _ = build_model(cfg, ParamConfig(scheme="mup", base_width=base_w, zero_readout=False,
-                                            init_std=std), seed=seed)
+        m, _ = build_model(
+            cfg,
+            ParamConfig(scheme="mup", base_width=base_w, zero_readout=False, init_std=std),
+            seed=seed,
+        )
         ours_std.append(float(m(x).detach().std()))
         torch.manual_seed(seed)
         twin = _mup_twin(m, cfg, base_w, "out")
@@ -169,8 +197,9 @@ def test_plan_roundtrips_json_and_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_compiled_mup_model_matches_eager():
     cfg = GPTConfig(width=64, depth=2, n_heads=4, vocab_size=64, seq_len=16)
-    model, _ = build_model(cfg, ParamConfig(scheme="mup", base_width=32, zero_readout=False,
-                                            zero_query=False))
+    model, _ = build_model(
+        cfg, ParamConfig(scheme="mup", base_width=32, zero_readout=False, zero_query=False)
+    )
     x, _ = _lm_batch()
     eager = model(x)
     compiled = torch.compile(model)(x)
@@ -187,8 +216,12 @@ def test_mup_bsh_file_gives_the_base_width(tmp_path):
     delta, _ = build_model(dataclasses.replace(cfg, width=64), pcfg)
     path = tmp_path / "gpt.bsh"
     make_base_shapes(get_shapes(base), get_shapes(delta), savefile=str(path))
-    _, plan_bsh = build_model(cfg, ParamConfig(scheme="mup", base_width=999, allow_base_above_width=True,
-                                               base_shapes=str(path)))
+    _, plan_bsh = build_model(
+        cfg,
+        ParamConfig(
+            scheme="mup", base_width=999, allow_base_above_width=True, base_shapes=str(path)
+        ),
+    )
     _, plan = build_model(cfg, pcfg)
     assert [p.lr_scale for p in plan_bsh.params] == [p.lr_scale for p in plan.params]
     assert plan_bsh.multipliers == plan.multipliers

@@ -20,12 +20,42 @@ from muscale.param.config import ParamConfig
 
 # (scheme, family) -> role -> (init exponent, multiplier exponent, lr exponent)
 TABLE = {
-    ("sp", "adam"): {"input": (0, 0, 0), "hidden": (-0.5, 0, 0), "output": (-0.5, 0, 0), "vector": (0, 0, 0)},
-    ("sp", "sgd"): {"input": (0, 0, 0), "hidden": (-0.5, 0, 0), "output": (-0.5, 0, 0), "vector": (0, 0, 0)},
-    ("ntk", "adam"): {"input": (0, 0, 0), "hidden": (-0.5, 0, -1), "output": (-0.5, 0, -1), "vector": (0, 0, 0)},
-    ("ntk", "sgd"): {"input": (0, 0, 0), "hidden": (-0.5, 0, -1), "output": (-0.5, 0, -1), "vector": (0, 0, 0)},
-    ("mup", "adam"): {"input": (0, 0, 0), "hidden": (-0.5, 0, -1), "output": (0, -1, 0), "vector": (0, 0, 0)},
-    ("mup", "sgd"): {"input": (0, 0, 1), "hidden": (-0.5, 0, 0), "output": (0, -1, 1), "vector": (0, 0, 1)},
+    ("sp", "adam"): {
+        "input": (0, 0, 0),
+        "hidden": (-0.5, 0, 0),
+        "output": (-0.5, 0, 0),
+        "vector": (0, 0, 0),
+    },
+    ("sp", "sgd"): {
+        "input": (0, 0, 0),
+        "hidden": (-0.5, 0, 0),
+        "output": (-0.5, 0, 0),
+        "vector": (0, 0, 0),
+    },
+    ("ntk", "adam"): {
+        "input": (0, 0, 0),
+        "hidden": (-0.5, 0, -1),
+        "output": (-0.5, 0, -1),
+        "vector": (0, 0, 0),
+    },
+    ("ntk", "sgd"): {
+        "input": (0, 0, 0),
+        "hidden": (-0.5, 0, -1),
+        "output": (-0.5, 0, -1),
+        "vector": (0, 0, 0),
+    },
+    ("mup", "adam"): {
+        "input": (0, 0, 0),
+        "hidden": (-0.5, 0, -1),
+        "output": (0, -1, 0),
+        "vector": (0, 0, 0),
+    },
+    ("mup", "sgd"): {
+        "input": (0, 0, 1),
+        "hidden": (-0.5, 0, 0),
+        "output": (0, -1, 1),
+        "vector": (0, 0, 1),
+    },
 }
 # Adam eps exponents (eps scaling on): μP all -1; NTK -1/2 except the readout; SP 0
 EPS = {
@@ -48,12 +78,18 @@ def _check_model(model, plan, scheme, family, base_fan_in, m, m_l, alpha, optim)
         m_p = 1.0 if pp.name == "out.bias" else m  # a finite-length vector does not scale
         in_block = pp.block is not None
         # depth rules: adam lr m_L^(alpha-1), sgd m_L^(2alpha-1), eps m_L^-alpha (alpha>0)
-        d_lr = (m_l ** ((alpha - 1) if family == "adam" else (2 * alpha - 1))) if (alpha and in_block) else 1.0
+        d_lr = (
+            (m_l ** ((alpha - 1) if family == "adam" else (2 * alpha - 1)))
+            if (alpha and in_block)
+            else 1.0
+        )
         d_eps = m_l ** (-alpha) if (alpha and in_block) else 1.0
         eff = effective(pp, optim)
         assert eff.lr == pytest.approx(ETA * m_p**lr_e * d_lr, rel=1e-12), pp.name
         if family == "adam":
-            assert eff.eps == pytest.approx(EPS0 * m_p ** EPS[scheme][pp.role] * d_eps, rel=1e-12), pp.name
+            assert eff.eps == pytest.approx(
+                EPS0 * m_p ** EPS[scheme][pp.role] * d_eps, rel=1e-12
+            ), pp.name
         want_wd = 0.0 if pp.role == "vector" else WD / eff.lr  # independent decay
         assert eff.weight_decay == pytest.approx(want_wd, rel=1e-12), pp.name
         t = tensors[pp.name]
@@ -70,16 +106,21 @@ def _check_model(model, plan, scheme, family, base_fan_in, m, m_l, alpha, optim)
 
 @pytest.mark.parametrize("scheme", ["sp", "ntk", "mup"])
 @pytest.mark.parametrize("family", ["adam", "sgd"])
-@pytest.mark.parametrize("width,depth,base_depth,alpha", [(64, 2, 2, 0.0), (256, 4, 2, 0.5), (512, 2, 1, 1.0)])
+@pytest.mark.parametrize(
+    "width,depth,base_depth,alpha", [(64, 2, 2, 0.0), (256, 4, 2, 0.5), (512, 2, 1, 1.0)]
+)
 def test_mlp_plan_matches_table(scheme, family, width, depth, base_depth, alpha):
     base = 64
     cfg = MLPConfig(width=width, depth=depth, in_dim=48, out_dim=10, residual=True)
-    pcfg = ParamConfig(scheme=scheme, base_width=base, base_depth=base_depth, depth_alpha=alpha,
-                       zero_readout=False)
+    pcfg = ParamConfig(
+        scheme=scheme, base_width=base, base_depth=base_depth, depth_alpha=alpha, zero_readout=False
+    )
     model, plan = build_model(cfg, pcfg, optim_family=family, seed=1)
     m, m_l = width / base, depth / base_depth
     base_fan_in = {p.name: (48 if p.name.startswith("inp") else base) for p in plan.params}
-    optim = OptimConfig(name="adamw" if family == "adam" else "sgd", lr=ETA, eps=EPS0, weight_decay=WD)
+    optim = OptimConfig(
+        name="adamw" if family == "adam" else "sgd", lr=ETA, eps=EPS0, weight_decay=WD
+    )
     _check_model(model, plan, scheme, family, base_fan_in, m, m_l, alpha, optim)
     want_out = 1.0 * (m**-1 if scheme == "mup" else 1.0)
     assert model.out.mult == pytest.approx(want_out)
@@ -92,16 +133,28 @@ def test_mlp_plan_matches_table(scheme, family, width, depth, base_depth, alpha)
 @pytest.mark.parametrize("width,depth,alpha", [(128, 2, 0.0), (256, 4, 1.0)])
 def test_gpt_plan_matches_table(scheme, family, width, depth, alpha):
     base, base_depth, heads = 64, 2, 4
-    cfg = GPTConfig(width=width, depth=depth, n_heads=heads, vocab_size=128, seq_len=16, mlp="swiglu")
-    pcfg = ParamConfig(scheme=scheme, base_width=base, base_depth=base_depth, depth_alpha=alpha,
-                       zero_readout=False, zero_query=False)
+    cfg = GPTConfig(
+        width=width, depth=depth, n_heads=heads, vocab_size=128, seq_len=16, mlp="swiglu"
+    )
+    pcfg = ParamConfig(
+        scheme=scheme,
+        base_width=base,
+        base_depth=base_depth,
+        depth_alpha=alpha,
+        zero_readout=False,
+        zero_query=False,
+    )
     model, plan = build_model(cfg, pcfg, optim_family=family, seed=2)
     m, m_l = width / base, depth / base_depth
     d_ff0 = 4 * base
     base_fan_in = {}
     for p in plan.params:
-        base_fan_in[p.name] = 1 if p.name == "wte.weight" else (d_ff0 if "fc_out" in p.name else base)
-    optim = OptimConfig(name="adamw" if family == "adam" else "sgd", lr=ETA, eps=EPS0, weight_decay=WD)
+        base_fan_in[p.name] = (
+            1 if p.name == "wte.weight" else (d_ff0 if "fc_out" in p.name else base)
+        )
+    optim = OptimConfig(
+        name="adamw" if family == "adam" else "sgd", lr=ETA, eps=EPS0, weight_decay=WD
+    )
     _check_model(model, plan, scheme, family, base_fan_in, m, m_l, alpha, optim)
     head_dim0, head_dim = base // heads, width // heads
     want_scale = 1 / math.sqrt(head_dim) if scheme != "mup" else math.sqrt(head_dim0) / head_dim
@@ -120,8 +173,13 @@ def test_n_heads_scaling_keeps_attention_scale():
 def test_zero_init_readout_and_query_under_mup_only():
     cfg = GPTConfig(width=128, depth=1, vocab_size=64)
     model, plan = build_model(cfg, ParamConfig(scheme="mup", base_width=64))
-    assert plan["lm_head.weight"].init == "zeros" and plan["blocks.0.attn.q_proj.weight"].init == "zeros"
-    assert torch.all(model.lm_head.weight == 0) and torch.all(model.blocks[0].attn.q_proj.weight == 0)
+    assert (
+        plan["lm_head.weight"].init == "zeros"
+        and plan["blocks.0.attn.q_proj.weight"].init == "zeros"
+    )
+    assert torch.all(model.lm_head.weight == 0) and torch.all(
+        model.blocks[0].attn.q_proj.weight == 0
+    )
     _, plan_sp = build_model(cfg, ParamConfig(scheme="sp", base_width=64))
     assert plan_sp["lm_head.weight"].init == "normal"
 
@@ -144,8 +202,11 @@ def test_mup_gradients_scale_like_inverse_width():
     grads: dict[str, list[float]] = {}
     widths = [256, 1024]
     for w in widths:
-        model, plan = build_model(MLPConfig(width=w, depth=2, in_dim=16), ParamConfig(
-            scheme="mup", base_width=64, zero_readout=False), seed=0)
+        model, plan = build_model(
+            MLPConfig(width=w, depth=2, in_dim=16),
+            ParamConfig(scheme="mup", base_width=64, zero_readout=False),
+            seed=0,
+        )
         loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         for pp in plan.params:

@@ -22,8 +22,14 @@ def _loss(x: float, x_opt: float, width: int, noise: float = 0.0, rng=None) -> f
     return base + 0.05 * (x - x_opt) ** 2 + eps
 
 
-def _records(opt_of_width, widths=(32, 64, 128, 256), seeds=(0, 1, 2), scheme="mup", noise=0.002,
-             diverge_above=None):
+def _records(
+    opt_of_width,
+    widths=(32, 64, 128, 256),
+    seeds=(0, 1, 2),
+    scheme="mup",
+    noise=0.002,
+    diverge_above=None,
+):
     rng = np.random.default_rng(0)
     recs = []
     for w in widths:
@@ -31,11 +37,29 @@ def _records(opt_of_width, widths=(32, 64, 128, 256), seeds=(0, 1, 2), scheme="m
             for s in seeds:
                 div = diverge_above is not None and x > diverge_above
                 loss = None if div else _loss(x, opt_of_width(w), w, noise, rng)
-                recs.append(Record(
-                    key=f"{scheme}{w}{x}{s}", sweep="t", status="done", scheme=scheme, width=w,
-                    depth=2, seed=s, lr=2.0**x, hparams={}, final_loss=loss, final_eval_loss=loss,
-                    best_eval_loss=loss, diverged=div, wall_time=1.0, attempts=1, git_commit=None,
-                    run_dir=None, config={}, error=None))
+                recs.append(
+                    Record(
+                        key=f"{scheme}{w}{x}{s}",
+                        sweep="t",
+                        status="done",
+                        scheme=scheme,
+                        width=w,
+                        depth=2,
+                        seed=s,
+                        lr=2.0**x,
+                        hparams={},
+                        final_loss=loss,
+                        final_eval_loss=loss,
+                        best_eval_loss=loss,
+                        diverged=div,
+                        wall_time=1.0,
+                        attempts=1,
+                        git_commit=None,
+                        run_dir=None,
+                        config={},
+                        error=None,
+                    )
+                )
     return recs
 
 
@@ -98,12 +122,19 @@ def test_adaptive_finds_grid_optimum_with_fewer_trials(x_opt):
 def test_next_x_converges_and_respects_bounds():
     assert next_x({0.0: 1.0, 1.0: 2.0, 2.0: 3.0}, step=1.0, tol=0.25, lo=0.0, hi=2.0) is None
     assert next_x({0.0: 3.0, 1.0: 2.0, 2.0: 1.0}, step=1.0, tol=0.25, lo=0.0, hi=4.0) == 3.0
-    assert next_x({0.0: 2.0, 1.0: 1.0, 2.0: math.inf}, step=1.0, tol=0.25, lo=0.0, hi=4.0) is not None
+    assert (
+        next_x({0.0: 2.0, 1.0: 1.0, 2.0: math.inf}, step=1.0, tol=0.25, lo=0.0, hi=4.0) is not None
+    )
 
 
 def test_grid_planner_counts():
-    cfg = SweepConfig(widths=[32, 64], schemes=["sp", "mup"], seeds=[0, 1], lrs=[1e-3, 1e-2],
-                      params={"alpha_out": [1.0, 2.0]})
+    cfg = SweepConfig(
+        widths=[32, 64],
+        schemes=["sp", "mup"],
+        seeds=[0, 1],
+        lrs=[1e-3, 1e-2],
+        params={"alpha_out": [1.0, 2.0]},
+    )
     trials = GridPlanner(cfg).next_round({})
     assert len(trials) == 2 * 2 * 2 * 2 * 2 and len({t.key for t in trials}) == len(trials)
 
@@ -113,10 +144,26 @@ def _writer(args):
     store = Store(path)
     for i in range(25):
         key = f"w{worker}-{i}"
-        store.start(key, sweep="c", scheme="mup", width=64, depth=2, seed=i, lr=0.01, hparams={},
-                    config={"i": i}, run_dir="x")
-        store.finish(key, final_loss=1.0, final_eval_loss=1.0, best_eval_loss=1.0, diverged=False,
-                     wall_time=0.1)
+        store.start(
+            key,
+            sweep="c",
+            scheme="mup",
+            width=64,
+            depth=2,
+            seed=i,
+            lr=0.01,
+            hparams={},
+            config={"i": i},
+            run_dir="x",
+        )
+        store.finish(
+            key,
+            final_loss=1.0,
+            final_eval_loss=1.0,
+            best_eval_loss=1.0,
+            diverged=False,
+            wall_time=0.1,
+        )
     return worker
 
 

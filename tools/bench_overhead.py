@@ -20,9 +20,9 @@ import argparse
 import copy
 import dataclasses
 import statistics
-import time
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -64,7 +64,9 @@ class PlainGPT(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
         self.wte = nn.Embedding(cfg.vocab_size, cfg.width)
-        self.blocks = nn.ModuleList(PlainBlock(cfg.width, cfg.n_heads, cfg.seq_len) for _ in range(cfg.depth))
+        self.blocks = nn.ModuleList(
+            PlainBlock(cfg.width, cfg.n_heads, cfg.seq_len) for _ in range(cfg.depth)
+        )
         self.norm_f = nn.RMSNorm(cfg.width, eps=1e-6)
         self.lm_head = nn.Linear(cfg.width, cfg.vocab_size, bias=False)
 
@@ -137,7 +139,10 @@ def contenders(family: str):
         from mup import MuAdamW
 
         twin = mup_variant(ours, cfg, readout, 64)
-        out["mup"] = (twin, MuAdamW(twin.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1))
+        out["mup"] = (
+            twin,
+            MuAdamW(twin.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1),
+        )
     except ImportError:
         print("microsoft/mup not installed: skipping it (pip install --no-deps mup)")
     return out, loss_fn
@@ -165,8 +170,13 @@ def peak_rss_mb(family: str, name: str) -> float:
         "time_steps(m, o, f, 3);"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     return int(out.stdout.split()[-1]) / 1024
 
 
@@ -182,9 +192,11 @@ def bench(family: str, compiled: bool, rounds: int, steps: int) -> dict[str, dic
         for name, (m, o) in cands.items():
             samples[name].append(statistics.median(time_steps(m, o, loss_fn, steps)))
     res = {}
-    for name, (m, o) in cands.items():
-        res[name] = {"step_ms": 1e3 * statistics.median(samples[name]),
-                     "params": sum(p.numel() for p in m.parameters())}
+    for name, (m, _opt) in cands.items():
+        res[name] = {
+            "step_ms": 1e3 * statistics.median(samples[name]),
+            "params": sum(p.numel() for p in m.parameters()),
+        }
     return res
 
 
@@ -203,16 +215,20 @@ def main() -> None:
         for family in ("gpt", "mlp"):
             mb = {n: peak_rss_mb(family, n) for n in ("plain", "mup", "muscale")}
             print(f"{family:<6} {mb['plain']:>9.0f} {mb['mup']:>9.0f} {mb['muscale']:>11.0f}")
-    print(f"{'family':<6} {'mode':<8} {'plain ms':>9} {'mup ms':>9} {'muscale ms':>11} "
-          f"{'muscale/plain':>14} {'muscale/mup':>12}")
+    print(
+        f"{'family':<6} {'mode':<8} {'plain ms':>9} {'mup ms':>9} {'muscale ms':>11} "
+        f"{'muscale/plain':>14} {'muscale/mup':>12}"
+    )
     for family in ("gpt", "mlp"):
         for compiled in modes:
             r = bench(family, compiled, args.rounds, args.steps)
             mup_ms = r.get("mup", {}).get("step_ms", float("nan"))
-            print(f"{family:<6} {'compiled' if compiled else 'eager':<8} "
-                  f"{r['plain']['step_ms']:>9.2f} {mup_ms:>9.2f} {r['muscale']['step_ms']:>11.2f} "
-                  f"{r['muscale']['step_ms'] / r['plain']['step_ms']:>14.3f} "
-                  f"{r['muscale']['step_ms'] / mup_ms:>12.3f}")
+            print(
+                f"{family:<6} {'compiled' if compiled else 'eager':<8} "
+                f"{r['plain']['step_ms']:>9.2f} {mup_ms:>9.2f} {r['muscale']['step_ms']:>11.2f} "
+                f"{r['muscale']['step_ms'] / r['plain']['step_ms']:>14.3f} "
+                f"{r['muscale']['step_ms'] / mup_ms:>12.3f}"
+            )
 
 
 if __name__ == "__main__":

@@ -29,13 +29,15 @@ class MuscaleSweeper(Sweeper):
         self.launcher: Any = None
         self.hydra_context: HydraContext | None = None
 
-    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
-              config: DictConfig) -> None:
+    def setup(
+        self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig
+    ) -> None:
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def sweep(self, arguments: list[str]) -> Any:
         from muscale.config import to_dict
@@ -66,8 +68,12 @@ class MuscaleSweeper(Sweeper):
                     todo.append(t)
             if not todo:
                 continue
-            log.info("sweep %s: launching %d trials (%d already in the store)",
-                     cfg.name, len(todo), len(trials) - len(todo))
+            log.info(
+                "sweep %s: launching %d trials (%d already in the store)",
+                cfg.name,
+                len(todo),
+                len(trials) - len(todo),
+            )
             batch = [fixed + t.overrides() for t in todo]
             results = self.launcher.launch(batch, initial_job_idx=job_idx)
             job_idx += len(batch)

@@ -92,8 +92,14 @@ def run_hydra_app(
     import hydra
 
     overrides, _ = hydra_flags(argv)
-    compose(config_name, [o for o in overrides if "," not in o.split("=", 1)[-1]
-                          or o.split("=", 1)[-1].startswith("[")])
+    compose(
+        config_name,
+        [
+            o
+            for o in overrides
+            if "," not in o.split("=", 1)[-1] or o.split("=", 1)[-1].startswith("[")
+        ],
+    )
     from muscale.config import register_configs
 
     register_configs()

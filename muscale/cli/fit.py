@@ -17,17 +17,25 @@ def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
     store = Store(str(cfg.store), create=False)
     names = store.sweeps()
     if not names:
-        raise UserError(f"store {cfg.store} is empty: run `muscale sweep sweep.store={cfg.store}` first")
+        raise UserError(
+            f"store {cfg.store} is empty: run `muscale sweep sweep.store={cfg.store}` first"
+        )
     name = cfg.sweep
     if name is None:
         if len(names) > 1:
-            raise UserError(f"store {cfg.store} holds several sweeps ({', '.join(names)}): set sweep=NAME")
+            raise UserError(
+                f"store {cfg.store} holds several sweeps ({', '.join(names)}): set sweep=NAME"
+            )
         name = names[0]
     elif name not in names:
         raise UserError(f"sweep={name} not in store {cfg.store}; it has {', '.join(names)}")
     records = store.records(name)
-    fit = fit_sweep(records, scheme=cfg.scheme, slope_tol=float(cfg.slope_tol),
-                    n_boot=int(cfg.get("bootstrap", 300)))
+    fit = fit_sweep(
+        records,
+        scheme=cfg.scheme,
+        slope_tol=float(cfg.slope_tol),
+        n_boot=int(cfg.get("bootstrap", 300)),
+    )
     return fit, records
 
 
@@ -58,20 +66,38 @@ def print_fit(report: dict[str, Any], out: Path | None = None) -> None:
 
     con = Console(width=140)
     table = Table(title=f"sweep {report['sweep']}: optimum per width")
-    for col in ("scheme", "width", "lr_opt", "95% CI", "on edge", "best loss", "trials", "diverged"):
+    for col in (
+        "scheme",
+        "width",
+        "lr_opt",
+        "95% CI",
+        "on edge",
+        "best loss",
+        "trials",
+        "diverged",
+    ):
         table.add_column(col, justify="right")
     for r in report["per_width"]:
         lo, hi = r["lr_opt_ci"]
-        table.add_row(r["scheme"], str(r["width"]), f"{r['lr_opt']:.3g}", f"[{lo:.3g}, {hi:.3g}]",
-                      "yes" if r["on_edge"] else "", f"{r['best_loss']:.4f}", str(r["n_trials"]),
-                      str(r["n_diverged"]))
+        table.add_row(
+            r["scheme"],
+            str(r["width"]),
+            f"{r['lr_opt']:.3g}",
+            f"[{lo:.3g}, {hi:.3g}]",
+            "yes" if r["on_edge"] else "",
+            f"{r['best_loss']:.4f}",
+            str(r["n_trials"]),
+            str(r["n_diverged"]),
+        )
     con.print(table)
     for s, d in report["by_scheme"].items():
         t = d["trend"]["lr"]
         verdict = "transfer holds" if d["transfer_holds"] else "optimum drifts"
-        con.print(f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.3f} octaves/doubling "
-                  f"(95% CI [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]), drift {t['drift_octaves']:+.2f} "
-                  f"octaves over widths {min(t['widths'])}-{max(t['widths'])}: {verdict} "
-                  f"(tolerance {report['slope_tol']})")
+        con.print(
+            f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.3f} octaves/doubling "
+            f"(95% CI [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]), drift {t['drift_octaves']:+.2f} "
+            f"octaves over widths {min(t['widths'])}-{max(t['widths'])}: {verdict} "
+            f"(tolerance {report['slope_tol']})"
+        )
     if out is not None:
         con.print(f"plots and fit.json in {out}")

@@ -1,6 +1,6 @@
 """``muscale inspect``: the plan of a model, one row per parameter.
 
-    muscale inspect model=gpt param=mup model.width=1024 param.base_width=64 optim=adamw optim.lr=0.01
+muscale inspect model=gpt param=mup model.width=1024 param.base_width=64 optim=adamw optim.lr=0.01
 """
 
 from __future__ import annotations
@@ -22,11 +22,19 @@ def inspect_rows(cfg: Any) -> list[dict[str, Any]]:
     rows = []
     for pp in plan.params:
         eff = effective(pp, optim)
-        rows.append({
-            "name": pp.name, "role": pp.role, "shape": list(pp.shape), "init": pp.init,
-            "init_std": pp.init_std, "multiplier": pp.multiplier, "lr": eff.lr,
-            "eps": eff.eps, "weight_decay": eff.weight_decay,
-        })
+        rows.append(
+            {
+                "name": pp.name,
+                "role": pp.role,
+                "shape": list(pp.shape),
+                "init": pp.init,
+                "init_std": pp.init_std,
+                "multiplier": pp.multiplier,
+                "lr": eff.lr,
+                "eps": eff.eps,
+                "weight_decay": eff.weight_decay,
+            }
+        )
     return rows
 
 
@@ -46,15 +54,27 @@ def main(argv: list[str]) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{cfg.model.family} width={cfg.model.width} scheme={cfg.param.scheme} "
-                        f"optim={cfg.optim.name} lr={cfg.optim.lr}")
+    table = Table(
+        title=f"{cfg.model.family} width={cfg.model.width} scheme={cfg.param.scheme} "
+        f"optim={cfg.optim.name} lr={cfg.optim.lr}"
+    )
     for col in ("name", "role", "shape", "init std", "mult", "lr", "eps", "wd"):
         table.add_column(col, justify="left" if col in ("name", "role", "shape") else "right")
     for r in rows:
-        std = "0 (zero)" if r["init"] == "zeros" else ("1 (ones)" if r["init"] == "ones"
-                                                          else f"{r['init_std']:.4g}")
-        table.add_row(r["name"], r["role"], "x".join(map(str, r["shape"])), std,
-                      f"{r['multiplier']:.4g}", f"{r['lr']:.4g}", f"{r['eps']:.3g}",
-                      f"{r['weight_decay']:.3g}")
+        std = (
+            "0 (zero)"
+            if r["init"] == "zeros"
+            else ("1 (ones)" if r["init"] == "ones" else f"{r['init_std']:.4g}")
+        )
+        table.add_row(
+            r["name"],
+            r["role"],
+            "x".join(map(str, r["shape"])),
+            std,
+            f"{r['multiplier']:.4g}",
+            f"{r['lr']:.4g}",
+            f"{r['eps']:.3g}",
+            f"{r['weight_decay']:.3g}",
+        )
     Console(width=160).print(table)
     return 0

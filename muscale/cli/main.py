@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "diagnose": ("muscale.cli.diagnose", "spectra, Hessian, NTK, Jacobian of a checkpoint"),
 }
 
+
 #: exceptions that mean "bad input" when raised while composing or validating config
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from hydra.errors import HydraException
@@ -55,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if args else 2
     name, rest = args[0], args[1:]
     if name not in COMMANDS:
-        sys.stderr.write(f"muscale: error: unknown command {name!r}; choose one of "
-                         f"{', '.join(COMMANDS)}\n")
+        sys.stderr.write(
+            f"muscale: error: unknown command {name!r}; choose one of {', '.join(COMMANDS)}\n"
+        )
         return 2
     module = importlib.import_module(COMMANDS[name][0])
     try:

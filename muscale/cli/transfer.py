@@ -16,18 +16,24 @@ def main(argv: list[str]) -> int:
     fmt = check_format(cfg.format)
     target = TargetConfig(**to_dict(cfg.target))
     fit, records = load_fit(cfg)
-    out_cfg = make_transfer(fit, records, target, scheme=cfg.scheme, method=str(cfg.method),
-                            store=str(cfg.store))
-    path = Path(cfg.out) if cfg.out else (
-        Path("recipes") / f"transfer_{fit.sweep or 'sweep'}_w{target.width}.yaml")
+    out_cfg = make_transfer(
+        fit, records, target, scheme=cfg.scheme, method=str(cfg.method), store=str(cfg.store)
+    )
+    path = (
+        Path(cfg.out)
+        if cfg.out
+        else (Path("recipes") / f"transfer_{fit.sweep or 'sweep'}_w{target.width}.yaml")
+    )
     write_transfer(out_cfg, path)
     prov = out_cfg["provenance"]
     if fmt == "json":
         print_json({"path": str(path), **prov})
         return 0
-    print(f"wrote {path}\n  scheme {prov['scheme']}, lr {prov['lr']:.4g} "
-          f"(95% CI {prov['lr_ci'][0]:.3g}-{prov['lr_ci'][1]:.3g}, method {prov['lr_method']}), "
-          f"predicted loss {prov['predicted_loss']:.4f} "
-          f"[{prov['predicted_loss_ci'][0]:.4f}, {prov['predicted_loss_ci'][1]:.4f}]\n"
-          f"  run: muscale train --config-dir {path.parent} --config-name {path.stem}")
+    print(
+        f"wrote {path}\n  scheme {prov['scheme']}, lr {prov['lr']:.4g} "
+        f"(95% CI {prov['lr_ci'][0]:.3g}-{prov['lr_ci'][1]:.3g}, method {prov['lr_method']}), "
+        f"predicted loss {prov['predicted_loss']:.4f} "
+        f"[{prov['predicted_loss_ci'][0]:.4f}, {prov['predicted_loss_ci'][1]:.4f}]\n"
+        f"  run: muscale train --config-dir {path.parent} --config-name {path.stem}"
+    )
     return 0

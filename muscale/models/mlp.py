@@ -30,8 +30,13 @@ class MLP(nn.Module):
         self.cfg = cfg
         self.inp = ScaledLinear(cfg.in_dim, cfg.width, bias=cfg.bias, mult=mults["input"])
         self.blocks = nn.ModuleList(
-            MLPBlock(cfg.width, bias=cfg.bias, act=cfg.activation, residual=cfg.residual,
-                     branch=mults["branch"])
+            MLPBlock(
+                cfg.width,
+                bias=cfg.bias,
+                act=cfg.activation,
+                residual=cfg.residual,
+                branch=mults["branch"],
+            )
             for _ in range(cfg.depth)
         )
         self.act = activation(cfg.activation)

@@ -75,7 +75,8 @@ class OptimConfig:
     def __post_init__(self) -> None:
         if self.name not in OPTIMIZERS and not self.name.startswith("torch.optim."):
             raise ConfigError(
-                "optim.name", self.name,
+                "optim.name",
+                self.name,
                 f"choose one of {', '.join(OPTIMIZERS)} or a torch.optim class path",
             )
         check_positive("optim.lr", self.lr)

@@ -47,7 +47,6 @@ def param_groups(model: nn.Module, plan: Plan, cfg: OptimConfig) -> list[dict[st
         groups.setdefault(eff, []).append(p)
         names.setdefault(eff, []).append(name)
     return [
-        {"params": ps, "lr": e.lr, "eps": e.eps, "weight_decay": e.weight_decay,
-         "names": names[e]}
+        {"params": ps, "lr": e.lr, "eps": e.eps, "weight_decay": e.weight_decay, "names": names[e]}
         for e, ps in groups.items()
     ]

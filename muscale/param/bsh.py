@@ -40,7 +40,9 @@ def base_width_from_bsh(
             raise UserError(f"param.base_shapes has no entry for parameter {name!r}")
         base = bsh[name]
         if len(base) != len(shape):
-            raise UserError(f"param.base_shapes: {name} has {len(base)} dims, the model {len(shape)}")
+            raise UserError(
+                f"param.base_shapes: {name} has {len(base)} dims, the model {len(shape)}"
+            )
         for cur, b in zip(shape, base):
             if b is None:
                 continue

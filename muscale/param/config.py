@@ -34,7 +34,8 @@ class ParamConfig:
     alpha_out, alpha_attn). ``zero_readout``/``zero_query``: zero-init the readout and the
     query projection under μP (TP5 App. D.2; the mup README). ``scale_eps``: μP-scale Adam's
     epsilon. ``base_shapes``: a microsoft/mup ``.bsh`` file to take the base width from
-    (overrides ``base_width``). ``init_dist``: Gaussian, or (scaled) orthogonal matrices where shapes allow
+    (overrides ``base_width``). ``init_dist``: Gaussian, or (scaled) orthogonal matrices
+    where shapes allow
     (Saxe et al. 2014; Pennington et al. 2017).
     """
 
@@ -60,7 +61,9 @@ class ParamConfig:
             check_positive("param.base_depth", self.base_depth)
         if float(self.depth_alpha) not in DEPTH_ALPHAS:
             raise ConfigError(
-                "param.depth_alpha", self.depth_alpha, "choose 0 (none), 0.5 (depth-μP), 1 (CompleteP)"
+                "param.depth_alpha",
+                self.depth_alpha,
+                "choose 0 (none), 0.5 (depth-μP), 1 (CompleteP)",
             )
         check_choice("param.init_dist", self.init_dist, INIT_DISTS)
         for name in ("input_mult", "output_mult", "attn_mult"):

@@ -66,9 +66,7 @@ class Plan:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Plan:
         try:
-            params = [
-                ParamPlan(**{**p, "shape": tuple(p["shape"])}) for p in d["params"]
-            ]
+            params = [ParamPlan(**{**p, "shape": tuple(p["shape"])}) for p in d["params"]]
             return cls(
                 scheme=d["scheme"],
                 optim_family=d["optim_family"],

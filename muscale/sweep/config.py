@@ -91,7 +91,9 @@ class SweepConfig:
         else:
             check_positive("sweep.lr_min", self.lr_min)
             if not self.lr_max > self.lr_min:
-                raise ConfigError("sweep.lr_max", self.lr_max, f"must exceed sweep.lr_min={self.lr_min}")
+                raise ConfigError(
+                    "sweep.lr_max", self.lr_max, f"must exceed sweep.lr_min={self.lr_min}"
+                )
             if self.lr_points < 2:
                 raise ConfigError("sweep.lr_points", self.lr_points, "must be >= 2")
         for key, values in self.params.items():
@@ -114,6 +116,8 @@ def param_key(name: str) -> str:
     if name.split(".")[0] in ("model", "param", "optim", "data", "trainer"):
         return name
     raise ConfigError(
-        "sweep.params", name,
-        f"unknown hyperparameter: use one of {', '.join(SWEEPABLE)} or a config key like optim.betas",
+        "sweep.params",
+        name,
+        f"unknown hyperparameter: use one of {', '.join(SWEEPABLE)} "
+        "or a config key like optim.betas",
     )

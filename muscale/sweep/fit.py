@@ -71,16 +71,27 @@ class SweepFit:
         per_width = []
         for (scheme, width), c in sorted(self.best.items()):
             hp_opt = dict(c.hparams)
-            per_width.append({
-                "scheme": scheme, "width": width, "lr_opt": c.lr_opt,
-                "lr_opt_ci": [2.0 ** c.log2_lr_ci[0], 2.0 ** c.log2_lr_ci[1]],
-                "log2_lr_opt": c.log2_lr_opt, "on_edge": c.on_edge, "best_loss": c.best_loss,
-                "n_trials": c.n_trials, "n_diverged": c.n_diverged, "hp_opt": hp_opt,
-                "curve": {"lr": c.lrs, "loss": c.losses},
-            })
+            per_width.append(
+                {
+                    "scheme": scheme,
+                    "width": width,
+                    "lr_opt": c.lr_opt,
+                    "lr_opt_ci": [2.0 ** c.log2_lr_ci[0], 2.0 ** c.log2_lr_ci[1]],
+                    "log2_lr_opt": c.log2_lr_opt,
+                    "on_edge": c.on_edge,
+                    "best_loss": c.best_loss,
+                    "n_trials": c.n_trials,
+                    "n_diverged": c.n_diverged,
+                    "hp_opt": hp_opt,
+                    "curve": {"lr": c.lrs, "loss": c.losses},
+                }
+            )
         by_scheme = {
-            s: {"trend": {"lr": _trend_json(t)}, "transfer_holds": self.holds(s),
-                "loss_law": self.loss_law.get(s)}
+            s: {
+                "trend": {"lr": _trend_json(t)},
+                "transfer_holds": self.holds(s),
+                "loss_law": self.loss_law.get(s),
+            }
             for s, t in self.trends.items()
         }
         return {
@@ -171,9 +182,17 @@ def fit_curve(records: list[Record], n_boot: int = 300, seed: int = 0) -> CurveF
         half = 0.5 * float(gaps.min()) if len(gaps) else 0.5
         ci = (x_opt - half, x_opt + half)
     return CurveFit(
-        scheme=r0.scheme, width=r0.width, hparams=dict(r0.hparams), lrs=lrs, losses=means,
-        log2_lr_opt=x_opt, log2_lr_ci=ci, on_edge=on_edge, n_trials=len(records),
-        n_diverged=n_div, best_loss=float(ys.min()),
+        scheme=r0.scheme,
+        width=r0.width,
+        hparams=dict(r0.hparams),
+        lrs=lrs,
+        losses=means,
+        log2_lr_opt=x_opt,
+        log2_lr_ci=ci,
+        on_edge=on_edge,
+        n_trials=len(records),
+        n_diverged=n_div,
+        best_loss=float(ys.min()),
     )
 
 
@@ -199,8 +218,13 @@ def fit_trend(curves: list[CurveFit]) -> Trend:
     else:
         q = 1.96
     span = float(x.max() - x.min())
-    return Trend(slope=slope, ci=(slope - q * se, slope + q * se), intercept=intercept,
-                 drift_octaves=slope * span, widths=[c.width for c in curves])
+    return Trend(
+        slope=slope,
+        ci=(slope - q * se, slope + q * se),
+        intercept=intercept,
+        drift_octaves=slope * span,
+        widths=[c.width for c in curves],
+    )
 
 
 def fit_loss_law(curves: list[CurveFit]) -> dict[str, Any]:
@@ -210,22 +234,36 @@ def fit_loss_law(curves: list[CurveFit]) -> dict[str, Any]:
     w = np.array([c.width for c in curves], dtype=float)
     y = np.array([c.best_loss for c in curves])
     if len(w) >= 3:
+
         def law(x, e, a, p):
             return e + a * x ** (-p)
+
         try:
-            p0 = (float(y.min()) * 0.9, float(y.max() - y.min() + 1e-3) * float(w.min()) ** 0.5, 0.5)
-            popt, pcov = curve_fit(law, w, y, p0=p0, maxfev=20000,
-                                   bounds=([0, 0, 0], [np.inf, np.inf, 4]))
+            p0 = (
+                float(y.min()) * 0.9,
+                float(y.max() - y.min() + 1e-3) * float(w.min()) ** 0.5,
+                0.5,
+            )
+            popt, pcov = curve_fit(
+                law, w, y, p0=p0, maxfev=20000, bounds=([0, 0, 0], [np.inf, np.inf, 4])
+            )
             if np.all(np.isfinite(pcov)):
-                return {"form": "E + A w^-p", "E": popt[0], "A": popt[1], "p": popt[2],
-                        "cov": pcov.tolist()}
+                return {
+                    "form": "E + A w^-p",
+                    "E": popt[0],
+                    "A": popt[1],
+                    "p": popt[2],
+                    "cov": pcov.tolist(),
+                }
         except (RuntimeError, ValueError):
             pass
     slope, icpt = np.polyfit(np.log2(w), y, 1)
     return {"form": "a + b log2(w)", "a": float(icpt), "b": float(slope), "cov": None}
 
 
-def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tuple[float, float, float]:
+def predict_loss(
+    law: dict[str, Any], width: float, n_samples: int = 500
+) -> tuple[float, float, float]:
     """Predicted loss at ``width`` with a 95% interval (parameter-covariance sampling)."""
     if law["form"] == "a + b log2(w)":
         v = law["a"] + law["b"] * math.log2(width)
@@ -234,7 +272,9 @@ def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tup
     f = lambda t: t[0] + t[1] * width ** (-t[2])  # noqa: E731
     mean = float(f(theta))
     rng = np.random.default_rng(0)
-    draws = rng.multivariate_normal(theta, np.array(law["cov"]), size=n_samples, check_valid="ignore")
+    draws = rng.multivariate_normal(
+        theta, np.array(law["cov"]), size=n_samples, check_valid="ignore"
+    )
     vals = np.array([f(d) for d in draws if d[2] >= 0])
     vals = vals[np.isfinite(vals)]
     if len(vals) < 10:
@@ -243,14 +283,19 @@ def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tup
     return mean, float(lo), float(hi)
 
 
-def fit_sweep(records: list[Record], *, scheme: str | None = None, slope_tol: float = 0.15,
-              n_boot: int = 300) -> SweepFit:
+def fit_sweep(
+    records: list[Record], *, scheme: str | None = None, slope_tol: float = 0.15, n_boot: int = 300
+) -> SweepFit:
     """Per-width optima and their trend, for every scheme in ``records``."""
     if not records:
-        raise UserError("the store has no finished trials for this sweep: run `muscale sweep` first")
+        raise UserError(
+            "the store has no finished trials for this sweep: run `muscale sweep` first"
+        )
     groups: dict[tuple, list[Record]] = defaultdict(list)
     for r in records:
-        groups[(r.scheme, r.width, tuple(sorted((k, repr(v)) for k, v in r.hparams.items())))].append(r)
+        groups[
+            (r.scheme, r.width, tuple(sorted((k, repr(v)) for k, v in r.hparams.items())))
+        ].append(r)
     curves = [fit_curve(rs, n_boot=n_boot) for rs in groups.values()]
     best: dict[tuple[str, int], CurveFit] = {}
     for c in curves:
@@ -260,16 +305,26 @@ def fit_sweep(records: list[Record], *, scheme: str | None = None, slope_tol: fl
     schemes = sorted({s for s, _ in best})
     primary = scheme or ("mup" if "mup" in schemes else schemes[0])
     if primary not in schemes:
-        raise UserError(f"scheme={primary} has no trials in this store; it has {', '.join(schemes)}")
+        raise UserError(
+            f"scheme={primary} has no trials in this store; it has {', '.join(schemes)}"
+        )
     trends, laws = {}, {}
     for s in schemes:
         cs = sorted((c for (sc, _), c in best.items() if sc == s), key=lambda c: c.width)
         if len(cs) < 2:
             raise UserError(
-                f"scheme={s} has a single width ({cs[0].width}): a transfer fit needs at least 2 widths"
+                f"scheme={s} has a single width ({cs[0].width}): "
+                "a transfer fit needs at least 2 widths"
             )
         trends[s] = fit_trend(cs)
         laws[s] = fit_loss_law(cs)
     sweep = records[0].sweep if len({r.sweep for r in records}) == 1 else None
-    return SweepFit(sweep=sweep, scheme=primary, curves=curves, best=best, trends=trends,
-                    slope_tol=slope_tol, loss_law=laws)
+    return SweepFit(
+        sweep=sweep,
+        scheme=primary,
+        curves=curves,
+        best=best,
+        trends=trends,
+        slope_tol=slope_tol,
+        loss_law=laws,
+    )

@@ -17,8 +17,9 @@ def plot_transfer(fit: SweepFit, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     schemes = sorted(fit.trends)
-    fig, axes = plt.subplots(1, len(schemes), figsize=(5.2 * len(schemes), 4), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        1, len(schemes), figsize=(5.2 * len(schemes), 4), squeeze=False, sharey=True
+    )
     cmap = plt.get_cmap("viridis")
     for ax, s in zip(axes[0], schemes):
         curves = sorted((c for (sc, _), c in fit.best.items() if sc == s), key=lambda c: c.width)
@@ -53,8 +54,12 @@ def plot_optimum_vs_width(fit: SweepFit, path: Path) -> Path:
         cs = sorted((c for (sc, _), c in fit.best.items() if sc == s), key=lambda c: c.width)
         x = np.log2([c.width for c in cs])
         y = np.array([c.log2_lr_opt for c in cs])
-        err = np.array([[c.log2_lr_opt - c.log2_lr_ci[0] for c in cs],
-                        [c.log2_lr_ci[1] - c.log2_lr_opt for c in cs]])
+        err = np.array(
+            [
+                [c.log2_lr_opt - c.log2_lr_ci[0] for c in cs],
+                [c.log2_lr_ci[1] - c.log2_lr_opt for c in cs],
+            ]
+        )
         line = ax.errorbar(x, y, yerr=err, fmt="o", capsize=3, label=s.upper())
         t = fit.trends[s]
         ax.plot(x, t.intercept + t.slope * x, "-", color=line[0].get_color(), alpha=0.6)

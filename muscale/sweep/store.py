@@ -70,7 +70,9 @@ class Store:
         if url.startswith("sqlite:///") and not create:
             path = Path(url.removeprefix("sqlite:///"))
             if not path.is_file():
-                raise UserError(f"store {store} not found: run `muscale sweep sweep.store={store}` first")
+                raise UserError(
+                    f"store {store} not found: run `muscale sweep sweep.store={store}` first"
+                )
         if url.startswith("sqlite:///"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -81,7 +83,8 @@ class Store:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         meta = sa.MetaData()
         self.table = sa.Table(
-            "trials", meta,
+            "trials",
+            meta,
             sa.Column("key", sa.String(32), primary_key=True),
             sa.Column("sweep", sa.String(200), index=True, nullable=False),
             sa.Column("status", sa.String(16), nullable=False),
@@ -107,7 +110,9 @@ class Store:
         try:
             meta.create_all(self.engine)
         except sa.exc.OperationalError as exc:
-            raise UserError(f"cannot open store {store}: {' '.join(str(exc.orig).split())}") from exc
+            raise UserError(
+                f"cannot open store {store}: {' '.join(str(exc.orig).split())}"
+            ) from exc
         self._sa = sa
 
     # -- writes --------------------------------------------------------------------------
@@ -123,11 +128,17 @@ class Store:
             insert = None
         with self.engine.begin() as conn:
             if insert is None:
-                exists = conn.execute(sa.select(self.table.c.key).where(self.table.c.key == key)).first()
+                exists = conn.execute(
+                    sa.select(self.table.c.key).where(self.table.c.key == key)
+                ).first()
                 if exists:
-                    conn.execute(self.table.update().where(self.table.c.key == key).values(**values))
+                    conn.execute(
+                        self.table.update().where(self.table.c.key == key).values(**values)
+                    )
                 else:
-                    conn.execute(self.table.insert().values(key=key, attempts=int(bump_attempts), **values))
+                    conn.execute(
+                        self.table.insert().values(key=key, attempts=int(bump_attempts), **values)
+                    )
                 return
             update = dict(values)
             if bump_attempts:
@@ -135,30 +146,72 @@ class Store:
             stmt = insert(self.table).values(key=key, attempts=int(bump_attempts), **values)
             conn.execute(stmt.on_conflict_do_update(index_elements=["key"], set_=update))
 
-    def start(self, key: str, *, sweep: str, scheme: str, width: int, depth: int | None, seed: int,
-              lr: float, hparams: dict[str, Any], config: dict[str, Any], run_dir: str) -> None:
+    def start(
+        self,
+        key: str,
+        *,
+        sweep: str,
+        scheme: str,
+        width: int,
+        depth: int | None,
+        seed: int,
+        lr: float,
+        hparams: dict[str, Any],
+        config: dict[str, Any],
+        run_dir: str,
+    ) -> None:
         """Mark a trial as running (a new attempt)."""
-        self._upsert(key, {
-            "sweep": sweep, "status": "running", "scheme": scheme, "width": width, "depth": depth,
-            "seed": seed, "lr": lr, "hparams": json.dumps(hparams), "config": json.dumps(config),
-            "run_dir": run_dir, "host": socket.gethostname(), "git_commit": git_commit(),
-            "error": None,
-        }, bump_attempts=True)
+        self._upsert(
+            key,
+            {
+                "sweep": sweep,
+                "status": "running",
+                "scheme": scheme,
+                "width": width,
+                "depth": depth,
+                "seed": seed,
+                "lr": lr,
+                "hparams": json.dumps(hparams),
+                "config": json.dumps(config),
+                "run_dir": run_dir,
+                "host": socket.gethostname(),
+                "git_commit": git_commit(),
+                "error": None,
+            },
+            bump_attempts=True,
+        )
 
     def _update(self, key: str, values: dict[str, Any]) -> None:
         with self.engine.begin() as conn:
-            done = conn.execute(self.table.update().where(self.table.c.key == key)
-                                .values(**values, updated_at=time.time()))
+            done = conn.execute(
+                self.table.update()
+                .where(self.table.c.key == key)
+                .values(**values, updated_at=time.time())
+            )
         if done.rowcount != 1:
             raise UserError(f"trial {key} was never started in this store")
 
-    def finish(self, key: str, *, final_loss: float | None, final_eval_loss: float | None,
-               best_eval_loss: float | None, diverged: bool, wall_time: float) -> None:
-        self._update(key, {
-            "status": "done", "final_loss": _finite(final_loss), "final_eval_loss": _finite(final_eval_loss),
-            "best_eval_loss": _finite(best_eval_loss), "diverged": bool(diverged),
-            "wall_time": float(wall_time),
-        })
+    def finish(
+        self,
+        key: str,
+        *,
+        final_loss: float | None,
+        final_eval_loss: float | None,
+        best_eval_loss: float | None,
+        diverged: bool,
+        wall_time: float,
+    ) -> None:
+        self._update(
+            key,
+            {
+                "status": "done",
+                "final_loss": _finite(final_loss),
+                "final_eval_loss": _finite(final_eval_loss),
+                "best_eval_loss": _finite(best_eval_loss),
+                "diverged": bool(diverged),
+                "wall_time": float(wall_time),
+            },
+        )
 
     def fail(self, key: str, error: str) -> None:
         self._update(key, {"status": "failed", "error": error[:2000]})
@@ -172,16 +225,32 @@ class Store:
         if status is not None:
             q = q.where(self.table.c.status == status)
         with self.engine.connect() as conn:
-            rows = conn.execute(q.order_by(self.table.c.scheme, self.table.c.width, self.table.c.lr)).mappings().all()
+            rows = (
+                conn.execute(q.order_by(self.table.c.scheme, self.table.c.width, self.table.c.lr))
+                .mappings()
+                .all()
+            )
         return [
             Record(
-                key=r["key"], sweep=r["sweep"], status=r["status"], scheme=r["scheme"],
-                width=r["width"], depth=r["depth"], seed=r["seed"], lr=r["lr"],
-                hparams=json.loads(r["hparams"] or "{}"), final_loss=r["final_loss"],
-                final_eval_loss=r["final_eval_loss"], best_eval_loss=r["best_eval_loss"],
-                diverged=bool(r["diverged"]), wall_time=r["wall_time"], attempts=r["attempts"],
-                git_commit=r["git_commit"], run_dir=r["run_dir"],
-                config=json.loads(r["config"] or "{}"), error=r["error"],
+                key=r["key"],
+                sweep=r["sweep"],
+                status=r["status"],
+                scheme=r["scheme"],
+                width=r["width"],
+                depth=r["depth"],
+                seed=r["seed"],
+                lr=r["lr"],
+                hparams=json.loads(r["hparams"] or "{}"),
+                final_loss=r["final_loss"],
+                final_eval_loss=r["final_eval_loss"],
+                best_eval_loss=r["best_eval_loss"],
+                diverged=bool(r["diverged"]),
+                wall_time=r["wall_time"],
+                attempts=r["attempts"],
+                git_commit=r["git_commit"],
+                run_dir=r["run_dir"],
+                config=json.loads(r["config"] or "{}"),
+                error=r["error"],
             )
             for r in rows
         ]
@@ -227,8 +296,13 @@ def git_commit() -> str | None:
 
     root = Path(__file__).resolve().parents[2]
     try:
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()

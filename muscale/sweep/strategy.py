@@ -32,8 +32,10 @@ def _hp_grid(cfg: SweepConfig) -> list[dict[str, object]]:
 
 
 def _trials_at(cfg: SweepConfig, scheme: str, width: int, hp: dict, lr: float) -> list[Trial]:
-    return [Trial(sweep=cfg.name, scheme=scheme, width=width, seed=s, lr=lr, hparams=hp)
-            for s in cfg.seeds]
+    return [
+        Trial(sweep=cfg.name, scheme=scheme, width=width, seed=s, lr=lr, hparams=hp)
+        for s in cfg.seeds
+    ]
 
 
 def grid_trials(cfg: SweepConfig) -> list[Trial]:
@@ -93,7 +95,7 @@ class AdaptivePlanner:
         """Mean loss per measured LR of one curve, from finished trials' losses (by key)."""
         curve: Curve = {}
         by_lr: dict[float, list[float]] = {}
-        for key, (trial, loss) in losses.items():
+        for trial, loss in losses.values():
             if (trial.scheme, trial.width, trial.hparams) == (scheme, width, hp):
                 by_lr.setdefault(round(math.log2(trial.lr), 9), []).append(loss)
         for x, ls in by_lr.items():
@@ -117,7 +119,7 @@ class AdaptivePlanner:
                     continue
                 xs = [x]
             for x in xs:
-                out += _trials_at(self.cfg, scheme, width, hp, 2.0 ** x)
+                out += _trials_at(self.cfg, scheme, width, hp, 2.0**x)
         return [t for t in out if t.key not in losses]
 
 

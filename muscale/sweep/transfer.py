@@ -44,7 +44,9 @@ class TargetConfig:
             raise ConfigError("target.launcher", self.launcher, "choose torchrun or slurm")
 
 
-def transferred_lr(fit: SweepFit, scheme: str, width: int, method: str) -> tuple[float, tuple[float, float], str]:
+def transferred_lr(
+    fit: SweepFit, scheme: str, width: int, method: str
+) -> tuple[float, tuple[float, float], str]:
     """log2(LR) for the target, its 95% interval, and the method used."""
     if method not in METHODS:
         raise ConfigError("method", method, f"choose one of {', '.join(METHODS)}")
@@ -67,8 +69,13 @@ def transferred_lr(fit: SweepFit, scheme: str, width: int, method: str) -> tuple
 
 
 def make_transfer(
-    fit: SweepFit, records: list[Record], target: TargetConfig, *, scheme: str | None = None,
-    method: str = "auto", store: str = "",
+    fit: SweepFit,
+    records: list[Record],
+    target: TargetConfig,
+    *,
+    scheme: str | None = None,
+    method: str = "auto",
+    store: str = "",
 ) -> dict[str, Any]:
     """The target config (a dict ready to dump as a Hydra YAML)."""
     scheme = scheme or fit.scheme
@@ -76,22 +83,35 @@ def make_transfer(
         raise UserError(f"scheme={scheme} is not in the fit; it has {', '.join(fit.trends)}")
     widths = sorted(w for s, w in fit.best if s == scheme)
     if target.width < max(widths):
-        raise ConfigError("target.width", target.width,
-                          f"must be >= the largest proxy width ({max(widths)}): transfer goes up")
+        raise ConfigError(
+            "target.width",
+            target.width,
+            f"must be >= the largest proxy width ({max(widths)}): transfer goes up",
+        )
     x, (lo, hi), used = transferred_lr(fit, scheme, target.width, method)
     best_curve = fit.best[(scheme, max(widths))]
-    proto = next(r for r in records if r.scheme == scheme and r.width == max(widths)
-                 and r.hparams == best_curve.hparams)
+    proto = next(
+        r
+        for r in records
+        if r.scheme == scheme and r.width == max(widths) and r.hparams == best_curve.hparams
+    )
     cfg = proto.config
     model = dict(cfg["model"], width=target.width)
     if target.depth is not None:
         model["depth"] = target.depth
     param = dict(cfg["param"])
     if target.depth is not None and param.get("base_depth") is None:
-        param["base_depth"] = int(cfg["model"]["depth"])  # depth rules scale from the proxies' depth
+        param["base_depth"] = int(
+            cfg["model"]["depth"]
+        )  # depth rules scale from the proxies' depth
     optim = dict(cfg["optim"], lr=float(2.0**x))
-    trainer = dict(cfg.get("trainer", {}), device=target.device, precision=target.precision,
-                   compile=target.compile, resume="auto")
+    trainer = dict(
+        cfg.get("trainer", {}),
+        device=target.device,
+        precision=target.precision,
+        compile=target.compile,
+        resume="auto",
+    )
     if target.max_steps is not None:
         trainer["max_steps"] = target.max_steps
     hp_opt = {k: v for k, v in best_curve.hparams.items()}
@@ -139,10 +159,14 @@ def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
 
 def _launch_hint(t: TargetConfig) -> str:
     if t.launcher == "slurm":
-        return ("muscale train --config-dir <dir of this file> --config-name <this file's stem> "
-                "hydra/launcher=slurm_gpu -m")
-    return (f"torchrun --nnodes={t.nodes} --nproc_per_node={t.nproc_per_node} -m muscale.train "
-            "--config-dir <dir of this file> --config-name <this file's stem> trainer.parallel=fsdp")
+        return (
+            "muscale train --config-dir <dir of this file> --config-name <this file's stem> "
+            "hydra/launcher=slurm_gpu -m"
+        )
+    return (
+        f"torchrun --nnodes={t.nodes} --nproc_per_node={t.nproc_per_node} -m muscale.train "
+        "--config-dir <dir of this file> --config-name <this file's stem> trainer.parallel=fsdp"
+    )
 
 
 def write_transfer(cfg: dict[str, Any], path: Path) -> Path:

@@ -47,9 +47,16 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     hparams = {param_key(k): OmegaConf.select(cfg, param_key(k)) for k in sweep.params}
     tcfg = training_config(cfg)
     store.start(
-        key, sweep=sweep.name, scheme=str(cfg.param.scheme), width=int(cfg.model.width),
-        depth=int(cfg.model.depth), seed=int(cfg.trainer.seed), lr=float(cfg.optim.lr),
-        hparams=hparams, config=to_dict(tcfg), run_dir=str(run_dir),
+        key,
+        sweep=sweep.name,
+        scheme=str(cfg.param.scheme),
+        width=int(cfg.model.width),
+        depth=int(cfg.model.depth),
+        seed=int(cfg.trainer.seed),
+        lr=float(cfg.optim.lr),
+        hparams=hparams,
+        config=to_dict(tcfg),
+        run_dir=str(run_dir),
     )
     t0 = time.perf_counter()
     try:
@@ -58,8 +65,11 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         store.fail(key, f"{type(exc).__name__}: {exc}")
         raise
     store.finish(
-        key, final_loss=res.final_loss, final_eval_loss=res.final_eval_loss,
-        best_eval_loss=res.best_eval_loss, diverged=res.diverged,
+        key,
+        final_loss=res.final_loss,
+        final_eval_loss=res.final_eval_loss,
+        best_eval_loss=res.best_eval_loss,
+        diverged=res.diverged,
         wall_time=time.perf_counter() - t0,
     )
     loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_loss

@@ -33,9 +33,14 @@ class Trial:
     @property
     def key(self) -> str:
         payload = json.dumps(
-            {"sweep": self.sweep, "scheme": self.scheme, "width": int(self.width),
-             "seed": int(self.seed), "lr": _canon(float(self.lr)),
-             "hp": {k: _canon(v) for k, v in sorted(self.hparams.items())}},
+            {
+                "sweep": self.sweep,
+                "scheme": self.scheme,
+                "width": int(self.width),
+                "seed": int(self.seed),
+                "lr": _canon(float(self.lr)),
+                "hp": {k: _canon(v) for k, v in sorted(self.hparams.items())},
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -43,7 +48,11 @@ class Trial:
     @property
     def group(self) -> tuple:
         """Trials that differ only in LR and seed (one LR curve)."""
-        return (self.scheme, self.width, tuple(sorted((k, repr(v)) for k, v in self.hparams.items())))
+        return (
+            self.scheme,
+            self.width,
+            tuple(sorted((k, repr(v)) for k, v in self.hparams.items())),
+        )
 
     def overrides(self) -> list[str]:
         """Hydra overrides that make a job run this trial."""
@@ -54,5 +63,7 @@ class Trial:
             f"optim.lr={float(self.lr)!r}",
             f"sweep_trial={self.key}",
         ]
-        out += [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.hparams.items()]
+        out += [
+            f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.hparams.items()
+        ]
         return out
