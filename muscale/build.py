@@ -64,6 +64,7 @@ def _with_bsh_base_width(mcfg: Any, pcfg: ParamConfig) -> ParamConfig:
     with torch.device("meta"):
         shell = FAMILIES[mcfg.family][1](mcfg, unit)
     shapes = {n: tuple(p.shape) for n, p in shell.named_parameters()}
+    assert pcfg.base_shapes is not None
     base = base_width_from_bsh(read_bsh(pcfg.base_shapes), shapes, mcfg.width)
     return dataclasses.replace(pcfg, base_width=base, base_shapes=None)
 

@@ -73,7 +73,8 @@ def check_format(value: str) -> str:
 
 def hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     """Split argv into plain overrides (composable) and Hydra's own flags/``hydra.*`` keys."""
-    overrides, flags = [], []
+    overrides: list[str] = []
+    flags: list[str] = []
     for a in argv:
         is_flag = a.startswith("-") or a.startswith(("hydra.", "hydra/", "+hydra.", "~hydra"))
         (flags if is_flag else overrides).append(a)

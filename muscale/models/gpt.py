@@ -20,6 +20,9 @@ def _norm(cfg: GPTConfig, dim: int) -> nn.Module:
 
 
 class Attention(nn.Module):
+    cos: Tensor
+    sin: Tensor
+
     def __init__(self, cfg: GPTConfig, dims: dict[str, int], attn_scale: float) -> None:
         super().__init__()
         c, b = dims["d_model"], cfg.bias

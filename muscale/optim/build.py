@@ -47,6 +47,6 @@ def make_optimizer(
         kwargs.setdefault("momentum", cfg.momentum)
     if "nesterov" in accepted and cfg.nesterov:
         kwargs.setdefault("nesterov", True)
-    opt = cls(groups, lr=cfg.lr, **kwargs)
+    opt = cls(groups, lr=cfg.lr, **kwargs)  # type: ignore[call-arg]
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_multiplier(cfg.schedule, total_steps))
     return opt, sched

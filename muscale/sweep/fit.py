@@ -133,15 +133,16 @@ def fit_curve(records: list[Record], n_boot: int = 300, seed: int = 0) -> CurveF
     by_lr: dict[float, dict[int, float | None]] = defaultdict(dict)
     n_div = 0
     for r in records:
-        bad = r.diverged or r.loss is None or not math.isfinite(r.loss)
-        n_div += bool(bad)
-        by_lr[r.lr][r.seed] = None if bad else float(r.loss)
+        loss = r.loss
+        ok_loss = loss is not None and math.isfinite(loss) and not r.diverged
+        n_div += not ok_loss
+        by_lr[r.lr][r.seed] = float(loss) if ok_loss and loss is not None else None
     lrs = sorted(by_lr)
     seeds = sorted({s for d in by_lr.values() for s in d})
     means: list[float | None] = []
     for lr in lrs:
-        vals = list(by_lr[lr].values())
-        means.append(None if any(v is None for v in vals) else float(np.mean(vals)))
+        vals = [v for v in by_lr[lr].values() if v is not None]
+        means.append(float(np.mean(vals)) if len(vals) == len(by_lr[lr]) else None)
     ok = [i for i, m in enumerate(means) if m is not None]
     if not ok:
         raise UserError(
@@ -161,8 +162,8 @@ def fit_curve(records: list[Record], n_boot: int = 300, seed: int = 0) -> CurveF
             pick = rng.choice(seeds, size=len(seeds), replace=True)
             ym = []
             for i in ok:
-                vals = [by_lr[lrs[i]].get(int(s)) for s in pick]
-                vals = [v for v in vals if v is not None]
+                got = [by_lr[lrs[i]].get(int(s)) for s in pick]
+                vals = [v for v in got if v is not None]
                 ym.append(np.mean(vals) if vals else np.nan)
             ym_arr = np.array(ym)
             keep = np.isfinite(ym_arr)

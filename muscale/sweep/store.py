@@ -120,6 +120,7 @@ class Store:
         sa = self._sa
         values = {**values, "updated_at": time.time()}
         dialect = self.engine.dialect.name
+        insert: Any
         if dialect == "sqlite":
             from sqlalchemy.dialects.sqlite import insert
         elif dialect == "postgresql":

@@ -91,7 +91,9 @@ class AdaptivePlanner:
         self.start = [center - a.init_step, center, center + a.init_step]
         self.curves = [(s, w, hp) for s in cfg.schemes for w in cfg.widths for hp in _hp_grid(cfg)]
 
-    def curve_of(self, scheme: str, width: int, hp: dict, losses: Mapping[str, float]) -> Curve:
+    def curve_of(
+        self, scheme: str, width: int, hp: dict, losses: Mapping[str, tuple[Trial, float]]
+    ) -> Curve:
         """Mean loss per measured LR of one curve, from finished trials' losses (by key)."""
         curve: Curve = {}
         by_lr: dict[float, list[float]] = {}
@@ -132,4 +134,6 @@ class GridPlanner:
 
 
 def planner(cfg: SweepConfig) -> GridPlanner | AdaptivePlanner:
-    return {"grid": GridPlanner, "adaptive": AdaptivePlanner}[cfg.strategy](cfg)
+    if cfg.strategy == "adaptive":
+        return AdaptivePlanner(cfg)
+    return GridPlanner(cfg)
