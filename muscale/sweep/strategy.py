@@ -64,7 +64,7 @@ def next_x(curve: Curve, *, step: float, tol: float, lo: float, hi: float) -> fl
         return cand
     x0, x1, x2 = xs[i - 1], xs[i], xs[i + 1]
     y0, y1, y2 = ys[i - 1], ys[i], ys[i + 1]
-    cand = None
+    cand: float | None = None
     if all(map(math.isfinite, (y0, y1, y2))):
         denom = (x1 - x0) * (y1 - y2) - (x1 - x2) * (y1 - y0)
         if denom != 0:
