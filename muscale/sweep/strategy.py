@@ -55,13 +55,11 @@ def next_x(curve: Curve, *, step: float, tol: float, lo: float, hi: float) -> fl
     ys = [curve[x] for x in xs]
     i = min(range(len(xs)), key=lambda j: ys[j])
     if all(math.isinf(y) for y in ys):  # everything diverged: go to smaller LRs
-        cand = xs[0] - step
-        return cand if cand >= lo - 1e-9 else None
+        lower = xs[0] - step
+        return lower if lower >= lo - 1e-9 else None
     if i == 0 or i == len(xs) - 1:  # optimum on the edge: extend outward
-        cand = xs[0] - step if i == 0 else xs[-1] + step
-        if not lo - 1e-9 <= cand <= hi + 1e-9:
-            return None
-        return cand
+        out = xs[0] - step if i == 0 else xs[-1] + step
+        return out if lo - 1e-9 <= out <= hi + 1e-9 else None
     x0, x1, x2 = xs[i - 1], xs[i], xs[i + 1]
     y0, y1, y2 = ys[i - 1], ys[i], ys[i + 1]
     cand: float | None = None
