@@ -71,6 +71,7 @@ def critical_point(activation: str, q_star: float = 1.0) -> tuple[float, float]:
     phi, dphi = ACTS[activation]
     sw2 = 1.0 / gauss_expect(lambda h: dphi(h) ** 2, q_star)
     sb2 = q_star - sw2 * gauss_expect(lambda h: phi(h) ** 2, q_star)
+    sb2 = 0.0 if abs(sb2) < 1e-6 * q_star else sb2  # quadrature noise (ReLU, linear)
     return math.sqrt(sw2), math.sqrt(max(sb2, 0.0))
 
 
@@ -155,6 +156,7 @@ class JacobianStats:
     q_star: float
     mean: float  # mean eigenvalue of JJᵀ (χ^L = 1 at criticality)
     variance: float  # variance of the eigenvalues of JJᵀ
+    variance_normalized: float  # variance / mean²: removes the sample's O(L/N) gain jitter
     theory_variance: float
     max_singular: float
     singular_values: np.ndarray
@@ -179,6 +181,7 @@ def jacobian_spectrum(activation: str, init: str, depth: int, *, width: int = 25
     return JacobianStats(
         activation=activation, init=init, depth=depth, width=width, sigma_w=sw, sigma_b=sb,
         q_star=q_star, mean=float(lam.mean()), variance=float(lam.var()),
+        variance_normalized=float(lam.var() / lam.mean() ** 2),
         theory_variance=theory_jjt_variance(activation, init, depth, q_star),
         max_singular=float(s.max()), singular_values=s,
     )
