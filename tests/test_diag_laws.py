@@ -40,9 +40,10 @@ def test_gaussian_esd_matches_marchenko_pastur(n, p):
     """KS distance of the ESD to the exact MP CDF is O(log p / p) (eigenvalue rigidity);
     for γ > 1 the CDF includes the atom of mass 1 − 1/γ at zero."""
     eigs = sample_mp(n, p, 0.5, seed=3)
-    d = ks_distance(eigs, mp_cdf(eigs, p / n, 0.5))
+    left = np.nextafter(eigs, -np.inf)  # the model's left limits F(x−) (the atom at 0)
+    d = ks_distance(eigs, mp_cdf(eigs, p / n, 0.5), mp_cdf(left, p / n, 0.5))
     assert d < 0.02
-    wrong = ks_distance(eigs, mp_cdf(eigs, p / n, 0.6))  # a 20% wrong σ² is rejected
+    wrong = ks_distance(eigs, mp_cdf(eigs, p / n, 0.6), mp_cdf(left, p / n, 0.6))  # a 20% wrong σ² is rejected
     assert wrong > 5 * d
 
 

@@ -156,9 +156,10 @@ def to_xy(rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
 class LMSource:
     """A language-modelling :class:`DataSource` over a train and a held-out row source."""
 
-    kind = "lm"
-    in_dim = None
-    out_dim = None
+    kind: str = "lm"
+    in_dim: int | None = None
+    out_dim: int | None = None
+    vocab_size: int | None
 
     def __init__(
         self,
@@ -184,9 +185,7 @@ class LMSource:
         self, step: int, micro: int = 0, n_micro: int = 1
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's ``(x, y)`` of optimizer step ``step`` (micro-batch ``micro``)."""
-        idx = train_indices(
-            step, self.batch_size, self.rank, self.local_batch_size, micro, n_micro
-        )
+        idx = train_indices(step, self.batch_size, self.rank, self.local_batch_size, micro, n_micro)
         return to_xy(self.train.rows(idx))
 
     def eval_batch(

@@ -55,12 +55,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def split_documents(lengths: Sequence[int], keys: Sequence[Any], eval_fraction: float) -> np.ndarray:
+def split_documents(
+    lengths: Sequence[int], keys: Sequence[Any], eval_fraction: float
+) -> np.ndarray:
     """Which documents are held out (a boolean mask), by whole document.
 
-    Documents are taken in the order of their ``keys`` (a hash: a fixed pseudo-random order
-    independent of the source order) until the held-out part has at least ``eval_fraction``
-    of the tokens; at least one document is held out and at least one kept for training.
+    Documents are visited in the order of their ``keys`` (a hash: a fixed pseudo-random
+    order independent of the source order) and held out while they fit in
+    ``eval_fraction`` of the tokens (a greedy fill, so one big document cannot swallow the
+    split); if none fits, the shortest document is held out. At least one document is kept
+    for training.
     """
     n = len(lengths)
     if n < 2:
@@ -72,11 +76,12 @@ def split_documents(lengths: Sequence[int], keys: Sequence[Any], eval_fraction: 
     target = eval_fraction * float(sum(lengths))
     held = np.zeros(n, dtype=bool)
     got = 0
-    for i in order[:-1]:
-        held[i] = True
-        got += lengths[i]
-        if got >= target:
-            break
+    for i in order:
+        if got + lengths[i] <= target:
+            held[i] = True
+            got += lengths[i]
+    if not held.any():
+        held[min(order, key=lambda i: lengths[i])] = True
     return held
 
 
@@ -189,7 +194,10 @@ def load_or_build(
 
 def _write_split(tmp: Path, writer: TokenWriter, eval_fraction: float) -> dict[str, Any]:
     lengths = np.asarray(writer.lengths, dtype=np.int64)
-    keys = [hashlib.blake2b(i.to_bytes(8, "little"), digest_size=8).digest() for i in range(len(lengths))]
+    keys = [
+        hashlib.blake2b(i.to_bytes(8, "little"), digest_size=8).digest()
+        for i in range(len(lengths))
+    ]
     held = split_documents(lengths.tolist(), keys, eval_fraction)
     dtype = writer.dtype
     all_tokens = _open_stream(tmp / "all.bin", dtype.name, writer.n_tokens)

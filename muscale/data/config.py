@@ -73,7 +73,8 @@ class SyntheticDataConfig(DataConfig):
             check_positive(f"data.{f}", w, allow_zero=True)
         if abs(sum(weights) - 1.0) > 1e-6:
             raise ConfigError(
-                "data.bigram_weight+trigram_weight+copy_weight", round(sum(weights), 9),
+                "data.bigram_weight+trigram_weight+copy_weight",
+                round(sum(weights), 9),
                 "the mixture weights must sum to 1",
             )
         if self.bigram_weight <= 0:
@@ -134,10 +135,6 @@ class HFDataConfig(DataConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("data.name", self.name, ("hf",))
-        if self.path is None and not self.data_files:
-            raise ConfigError(
-                "data.path", None, "give data.path (a builder or hub name) or data.data_files"
-            )
         _check_fraction("data.eval_fraction", self.eval_fraction)
         if self.max_tokens is not None:
             check_positive("data.max_tokens", self.max_tokens)
@@ -221,7 +218,8 @@ def data_config(d: Any) -> DataConfig:
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ConfigError(
-            f"data.{unknown[0]}", fields[unknown[0]],
+            f"data.{unknown[0]}",
+            fields[unknown[0]],
             f"not a field of data={name}; fields: {', '.join(sorted(known))}",
         )
     return cls(**fields)

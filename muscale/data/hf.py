@@ -105,9 +105,7 @@ def _load(cfg: HFDataConfig, builder: str, files: list[Path], cache_dir: Path) -
         ) from None
 
 
-def _fill(
-    ds: Any, cfg: HFDataConfig, tok: Tokenizer, writer: TokenWriter
-) -> dict[str, Any]:
+def _fill(ds: Any, cfg: HFDataConfig, tok: Tokenizer, writer: TokenWriter) -> dict[str, Any]:
     """Tokenize every document of ``ds`` into ``writer`` (the cache-miss path)."""
     if cfg.text_field not in ds.column_names:
         raise UserError(
@@ -126,7 +124,9 @@ def _fill(
             if cap is not None and writer.n_tokens >= cap:
                 return {"truncated": True}
     if writer.n_tokens == 0:
-        raise UserError(f"the dataset has no non-empty {cfg.text_field!r} text: nothing to train on")
+        raise UserError(
+            f"the dataset has no non-empty {cfg.text_field!r} text: nothing to train on"
+        )
     return {"truncated": False}
 
 
@@ -135,6 +135,11 @@ def build_cache(
 ) -> tuple[TokenCache, Tokenizer, bool]:
     """Open (building on a miss) the token cache of ``cfg``; also return the tokenizer and
     whether it was a hit."""
+    if cfg.path is None and not cfg.data_files:
+        raise UserError(
+            "data=hf needs data.data_files (local files, directories or globs) or data.path "
+            "(a datasets builder or hub name)"
+        )
     root = Path(cache_dir or cfg.cache_dir or default_cache_dir()).expanduser()
     files = resolve_files(list(cfg.data_files)) if cfg.data_files else []
     builder = builder_for(cfg, files)
@@ -150,6 +155,7 @@ def build_cache(
         "max_tokens": cfg.max_tokens,
     }
     ds = None
+    source: list[list[Any]]
     if files:
         source = [[str(f), file_sha256(f)] for f in files]
     else:  # a hub name or dataset directory: the datasets fingerprint of the split

@@ -2,10 +2,10 @@
 
 The ``.py`` files under ``sysconfig.get_paths()["stdlib"]`` (``site-packages``,
 ``dist-packages`` and ``__pycache__`` excluded) are put in a fixed pseudo-random order (by
-the SHA-256 of their relative path) and taken whole until ``max_bytes``; the held-out split
-is made of whole files (:func:`muscale.data.cache.split_documents`). Files are joined with a
-NUL byte (``0``, absent from Python source) as the document separator; the vocabulary is
-the 256 byte values.
+the SHA-256 of their relative path) and taken whole while they fit in ``max_bytes``; the
+held-out split is made of whole files (:func:`muscale.data.cache.split_documents`). Files
+are joined with a NUL byte (``0``, absent from Python source) as the document separator;
+the vocabulary is the 256 byte values.
 
 The content depends on the Python version (and distribution patches), so ``describe()``
 records the version and a SHA-256 of the corpus: compare runs only when the hashes agree.
@@ -14,6 +14,7 @@ records the version and a SHA-256 of the corpus: compare runs only when the hash
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 import sysconfig
 from pathlib import Path
@@ -32,12 +33,15 @@ SEPARATOR = 0
 
 def stdlib_files(root: Path) -> list[Path]:
     """The ``.py`` files under ``root`` in the corpus order (SHA-256 of the relative path)."""
-    files = [
-        p
-        for p in root.rglob("*.py")
-        if p.is_file() and not EXCLUDED_DIRS.intersection(p.relative_to(root).parts)
-    ]
-    return sorted(files, key=lambda p: hashlib.sha256(p.relative_to(root).as_posix().encode()).digest())
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d not in EXCLUDED_DIRS]  # prune the walk
+        files += [Path(dirpath, f) for f in filenames if f.endswith(".py")]
+    return sorted(files, key=lambda p: _path_key(p.relative_to(root)))
+
+
+def _path_key(rel: Path) -> bytes:
+    return hashlib.sha256(rel.as_posix().encode()).digest()
 
 
 def read_corpus(root: Path, max_bytes: int) -> tuple[list[str], list[bytes]]:
@@ -46,16 +50,19 @@ def read_corpus(root: Path, max_bytes: int) -> tuple[list[str], list[bytes]]:
         raise UserError(f"data.root={str(root)!r}: no such directory")
     names, texts, total = [], [], 0
     for p in stdlib_files(root):
+        if total + p.stat().st_size + 1 > max_bytes:
+            continue  # greedy fill: a smaller file further on may still fit
         data = p.read_bytes().replace(b"\0", b"")
         if not data:
             continue
-        if texts and total + len(data) + 1 > max_bytes:
-            break
         names.append(p.relative_to(root).as_posix())
         texts.append(data)
         total += len(data) + 1
     if not texts:
-        raise UserError(f"data.root={str(root)!r}: no non-empty .py files found there")
+        raise UserError(
+            f"data.root={str(root)!r}: no non-empty .py file of at most "
+            f"data.max_bytes={max_bytes} bytes found there"
+        )
     return names, texts
 
 
@@ -73,7 +80,7 @@ class PyTextSource(LMSource):
     def __init__(self, cfg: PyTextDataConfig, *, rank: int, world_size: int) -> None:
         root = Path(cfg.root) if cfg.root else Path(sysconfig.get_paths()["stdlib"])
         names, texts = read_corpus(root, cfg.max_bytes)
-        keys = [hashlib.sha256(n.encode()).digest() for n in names]
+        keys = [_path_key(Path(n)) for n in names]
         held = split_documents([len(t) + 1 for t in texts], keys, cfg.eval_fraction)
         train = _join([t for t, h in zip(texts, held) if not h])
         held_out = _join([t for t, h in zip(texts, held) if h])

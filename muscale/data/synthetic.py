@@ -215,13 +215,14 @@ class SyntheticSource(LMSource):
             x = self.held_out.rows(np.arange(n, dtype=np.int64))
             ent, logp = conditional_stats(self.lang, x)
             y = x[:, 1:].ravel()
-            unigram = np.bincount(y, minlength=self.vocab_size) / y.size
+            V = self.lang.vocab_size
+            unigram = np.bincount(y, minlength=V) / y.size
             nz = unigram[unigram > 0]
             self._stats = {
                 "entropy_floor": float(ent.mean()),
                 "bayes_eval_loss": float(-logp.mean()),
                 "unigram_entropy": float(-(nz * np.log(nz)).sum()),
-                "uniform_loss": float(np.log(self.vocab_size)),
+                "uniform_loss": float(np.log(V)),
             }
         return self._stats
 

@@ -91,10 +91,12 @@ def mp_moments(gamma: float, sigma2: float = 1.0) -> tuple[float, float]:
 
 def sample_mp(n: int, p: int, sigma2: float = 1.0, *, seed: int = 0) -> Array:
     """Eigenvalues of ``XᵀX / n`` for ``X`` ``n x p`` Gaussian (``γ = p/n``), ascending;
-    clipped at 0 (for ``p > n`` the ``p − n`` zero eigenvalues come out as ±1e-15)."""
+    numerical zeros (``|λ| < 1e-10 λ_max``: for ``p > n`` the ``p − n`` zero eigenvalues come
+    out as ±1e-15) are set to exactly 0, matching the MP atom."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, p)) * np.sqrt(sigma2)
-    return np.clip(np.linalg.eigvalsh(x.T @ x / n), 0.0, None)
+    ev = np.linalg.eigvalsh(x.T @ x / n)
+    return np.where(np.abs(ev) < 1e-10 * ev.max(), 0.0, ev)
 
 
 # --- Wigner semicircle and circular law -----------------------------------------------------

@@ -97,12 +97,17 @@ class LayerSpectrum:
 # --- fits on an ESD -------------------------------------------------------------------------
 
 
-def ks_distance(sorted_x: np.ndarray, cdf_values: np.ndarray) -> float:
+def ks_distance(sorted_x: np.ndarray, cdf_values: np.ndarray,
+                cdf_left: np.ndarray | None = None) -> float:
     """Two-sided KS distance between the empirical CDF of ascending ``sorted_x`` and a model
-    CDF evaluated at those points."""
-    n = len(sorted_x)
-    i = np.arange(1, n + 1)
-    return float(max(np.max(i / n - cdf_values), np.max(cdf_values - (i - 1) / n)))
+    CDF evaluated at those points. Ties (e.g. the zero eigenvalues of a rank-deficient Gram
+    matrix, matched by an atom of the model) jump the empirical CDF all at once."""
+    x = np.asarray(sorted_x)
+    n = len(x)
+    before = np.searchsorted(x, x, side="left") / n  # F_n just below each point
+    after = np.searchsorted(x, x, side="right") / n  # F_n at each point
+    left = cdf_values if cdf_left is None else cdf_left
+    return float(max(np.max(after - cdf_values), np.max(left - before)))
 
 
 def fit_mp(

@@ -20,7 +20,6 @@ from a first fit exceeds a threshold) cover the other choices seen in replicatio
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,34 +61,39 @@ def objective(
     """Huber objective and its gradient for every row of ``theta`` (k, 5) at once.
 
     ``weights`` (k, n) or (n,) multiplies each point's term (bootstrap resampling counts).
-    The log-sum-exp is shifted by its maximum so that no start overflows.
+    Written as few in-place passes over (k, n) as possible: this is the whole cost of a fit.
+    The exponentials are not max-shifted: a row whose trial point overflows returns a
+    non-finite value, which the line search rejects (it backtracks), and accepted points
+    have finite terms by construction.
     """
     a, b, e, al, be = (theta[:, j : j + 1] for j in range(5))
-    u1 = a - al * log_n
-    u2 = b - be * log_d
-    m = np.maximum(np.maximum(u1, u2), e)
-    e1 = np.exp(u1 - m)
-    e2 = np.exp(u2 - m)
-    e3 = np.exp(e - m)
-    s = e1 + e2 + e3
-    r = m + np.log(s) - log_loss
-    absr = np.abs(r)
-    small = absr <= delta
-    h = np.where(small, 0.5 * r * r, delta * (absr - 0.5 * delta))
-    psi = np.clip(r, -delta, delta)
-    if weights is not None:
-        h = h * weights
-        psi = psi * weights
-    q = psi / s
-    p1 = q * e1
-    p2 = q * e2
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        e1 = np.multiply(al, -log_n)
+        e1 += a
+        np.exp(e1, out=e1)  # A / N^alpha
+        e2 = np.multiply(be, -log_d)
+        e2 += b
+        np.exp(e2, out=e2)  # B / D^beta
+        e3 = np.exp(e)  # E, (k, 1)
+        s = e1 + e2
+        s += e3  # predicted loss
+        r = np.log(s)
+        r -= log_loss  # log-residual
+        psi = np.clip(r, -delta, delta)  # Huber'(r)
+        r -= 0.5 * psi  # Huber(r) = psi (r - psi / 2)
+        if weights is not None:
+            psi *= weights
+        f = np.einsum("kn,kn->k", psi, r)
+        psi /= s  # dLSE/du_j = e_j / s
+        e1 *= psi
+        e2 *= psi
     grad = np.empty((theta.shape[0], 5))
-    grad[:, 0] = p1.sum(axis=1)
-    grad[:, 1] = p2.sum(axis=1)
-    grad[:, 2] = (q * e3).sum(axis=1)
-    grad[:, 3] = -(p1 @ log_n)
-    grad[:, 4] = -(p2 @ log_d)
-    return h.sum(axis=1), grad
+    grad[:, 0] = e1.sum(axis=1)
+    grad[:, 1] = e2.sum(axis=1)
+    grad[:, 2] = psi.sum(axis=1) * e3[:, 0]
+    grad[:, 3] = -(e1 @ log_n)
+    grad[:, 4] = -(e2 @ log_d)
+    return f, grad
 
 
 @dataclass(kw_only=True)
@@ -115,7 +119,9 @@ class Approach3Fit:
         if self.boot is None:
             return None
         t = self.boot
-        return np.column_stack([np.exp(t[:, 2]), np.exp(t[:, 0]), np.exp(t[:, 1]), t[:, 3], t[:, 4]])
+        return np.column_stack(
+            [np.exp(t[:, 2]), np.exp(t[:, 0]), np.exp(t[:, 1]), t[:, 3], t[:, 4]]
+        )
 
     def intervals(self) -> dict[str, list[float]]:
         """Percentile intervals of E, A, B, alpha, beta and the allocation exponents."""
@@ -224,16 +230,63 @@ def _log_residuals(law: ChinchillaLaw, df: pd.DataFrame) -> Array:
     return np.log(law.loss(df["N"].to_numpy(), df["D"].to_numpy())) - np.log(df["loss"].to_numpy())
 
 
+class _Centred:
+    """The fit in centred coordinates: ``a' = a − α·mean(log N)``, ``b' = b − β·mean(log D)``.
+
+    A linear change of variables (same optimum, same objective values) that removes most of
+    the correlation between ``a`` and ``α`` (log N ≈ 20 on real data), so L-BFGS needs about
+    half the iterations."""
+
+    def __init__(self, df: pd.DataFrame) -> None:
+        log_n = np.log(df["N"].to_numpy(dtype=np.float64))
+        log_d = np.log(df["D"].to_numpy(dtype=np.float64))
+        self.m_n, self.m_d = float(log_n.mean()), float(log_d.mean())
+        self.log_n = log_n - self.m_n
+        self.log_d = log_d - self.m_d
+        self.log_l = np.log(df["loss"].to_numpy(dtype=np.float64))
+
+    def to_centred(self, theta: Array) -> Array:
+        t = np.array(theta, dtype=np.float64, copy=True)
+        t[:, 0] -= t[:, 3] * self.m_n
+        t[:, 1] -= t[:, 4] * self.m_d
+        return t
+
+    def from_centred(self, theta: Array) -> Array:
+        t = np.array(theta, dtype=np.float64, copy=True)
+        t[:, 0] += t[:, 3] * self.m_n
+        t[:, 1] += t[:, 4] * self.m_d
+        return t
+
+    def minimize(
+        self, x0: Array, delta: float, weights: Array | None = None, group: int = 1, **tol: Any
+    ) -> BatchResult:
+        """Batched L-BFGS from ``x0`` (original coordinates); rows ``i`` use
+        ``weights[i // group]``. Returns the result in original coordinates."""
+
+        def fun_grad(x: Array, rows: NDArray[np.int64]) -> tuple[Array, Array]:
+            w = None if weights is None else weights[rows // group]
+            return objective(x, self.log_n, self.log_d, self.log_l, delta, w)
+
+        res = minimize_batched(fun_grad, self.to_centred(x0), **tol)
+        res.x = self.from_centred(res.x)
+        return res
+
+
+#: grid stage: every start to a moderate tolerance; polish stage: the distinct optima to a
+#: tight one (the grid stage finds the basin, the polish fixes the last digits cheaply).
+GRID_TOL: dict[str, Any] = {"ftol": 1e-9, "gtol": 1e-10, "max_iter": 400}
+POLISH_TOL: dict[str, Any] = {"ftol": 1e-14, "gtol": 1e-13, "max_iter": 2000}
+
+
 def _fit_points(df: pd.DataFrame, *, delta: float, starts: Array) -> Approach3Fit:
-    log_n = np.log(df["N"].to_numpy(dtype=np.float64))
-    log_d = np.log(df["D"].to_numpy(dtype=np.float64))
-    log_l = np.log(df["loss"].to_numpy(dtype=np.float64))
-
-    def fun_grad(x: Array, rows: NDArray[np.int64]) -> tuple[Array, Array]:
-        return objective(x, log_n, log_d, log_l, delta)
-
-    res = minimize_batched(fun_grad, starts)
-    optima, values = distinct_optima(res)
+    problem = _Centred(df)
+    res = problem.minimize(starts, delta, **GRID_TOL)
+    optima, _ = distinct_optima(res)
+    if optima.shape[0]:
+        polished = problem.minimize(optima[:16], delta, **POLISH_TOL)
+        optima, values = distinct_optima(polished)
+    else:
+        values = np.zeros(0)
     if not optima.shape[0] or not _valid(optima[0]):
         raise UserError("approach 3 found no finite fit with positive exponents: check the data")
     law = ChinchillaLaw.from_log(optima[0])
@@ -285,15 +338,9 @@ def _bootstrap(
     weights = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
     starts = fit.optima[: max(1, n_starts)]
     k = len(starts)
-    x0 = np.tile(starts, (n_boot, 1))
-    log_n = np.log(df["N"].to_numpy(dtype=np.float64))
-    log_d = np.log(df["D"].to_numpy(dtype=np.float64))
-    log_l = np.log(df["loss"].to_numpy(dtype=np.float64))
-
-    def fun_grad(x: Array, rows: NDArray[np.int64]) -> tuple[Array, Array]:
-        return objective(x, log_n, log_d, log_l, fit.delta, weights[rows // k])
-
-    res = minimize_batched(fun_grad, x0)
+    res = _Centred(df).minimize(
+        np.tile(starts, (n_boot, 1)), fit.delta, weights, group=k, **GRID_TOL
+    )
     fun = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_boot, k)
     best = fun.argmin(axis=1)
     return res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
@@ -309,6 +356,3 @@ def tokens_per_param(law: ChinchillaLaw, compute: float) -> float:
     """Compute-optimal ``D/N`` at ``compute`` FLOPs under ``C = 6ND`` (closed form)."""
     n = law.G * (compute / 6.0) ** law.a
     return compute / (6.0 * n * n)
-
-
-_ = math  # keep math for docstrings' sake

@@ -63,7 +63,9 @@ class ChinchillaLaw:
     def to_log(self) -> Array:
         """Parameters in the fit's coordinates ``(a, b, e, alpha, beta)`` =
         ``(log A, log B, log E, alpha, beta)``."""
-        return np.array([math.log(self.A), math.log(self.B), math.log(self.E), self.alpha, self.beta])
+        return np.array(
+            [math.log(self.A), math.log(self.B), math.log(self.E), self.alpha, self.beta]
+        )
 
     @classmethod
     def from_log(cls, theta: ArrayLike) -> ChinchillaLaw:

@@ -91,7 +91,10 @@ def minimize_batched(
         Y[slot, acc] = np.where(good[:, None], y, 0.0)
         rho[slot, acc] = np.where(good, 1.0 / np.where(good, sy, 1.0), 0.0)
         yy = np.einsum("kp,kp->k", y, y)
-        gamma[acc] = np.where(good, sy / np.where(good, yy, 1.0), gamma[acc])
+        with np.errstate(all="ignore"):
+            g_new_scale = sy / yy
+        use = good & np.isfinite(g_new_scale) & (g_new_scale > 0)
+        gamma[acc] = np.where(use, g_new_scale, gamma[acc])
         decrease = f[acc] - f_new[ok]
         x[acc] += s
         f[acc] = f_new[ok]

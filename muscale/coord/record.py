@@ -1,0 +1,110 @@
+r"""Forward hooks that reduce each hooked output to two numbers per step.
+
+For a module output :math:`x_t` (after :math:`t` optimizer steps, on the fixed batch) the
+coordinate check of TP5 (Yang et al. 2022, §D.1 and Fig. 5) records
+
+* the **level** :math:`A_t = \operatorname{mean}|x_t|` and
+* the **change** :math:`D_t = \operatorname{mean}|x_t - x_0|`.
+
+The hooks run inside the training forward pass (no extra forward, no retracing); they keep
+one tensor per module, :math:`x_0` (the change needs it element-wise), and write every
+statistic into a preallocated tensor on the model's device, so there is no host sync per step.
+Attention logits are never materialised by ``scaled_dot_product_attention``; the hook on
+``attn.probe`` computes :math:`q k^\top \cdot \text{scale}` from its inputs and averages over
+the causal (lower-triangular) entries only, the ones the softmax sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from muscale.coord.points import Point
+from muscale.errors import UserError
+
+
+def attention_logits(q: Tensor, k: Tensor, scale: float) -> Tensor:
+    """Causal attention logits ``(B, nh, T, T)``, zero above the diagonal.
+
+    ``q`` is ``(B, nh, T, hs)``, ``k`` is ``(B, nkv, T, hs)`` with ``nh = g · nkv`` (GQA:
+    query head ``j`` reads key head ``j // g``, as ``enable_gqa`` does).
+    """
+    b, nh, t, hs = q.shape
+    nkv = k.shape[1]
+    qg = q.reshape(b, nkv, nh // nkv, t, hs)  # (B, nkv, g, T, hs)
+    logits = (qg @ k.unsqueeze(2).transpose(-1, -2)) * scale  # (B, nkv, g, T, T)
+    return logits.reshape(b, nh, t, t).tril_()
+
+
+def _first_tensor(out: Any) -> Tensor:
+    if isinstance(out, Tensor):
+        return out
+    if isinstance(out, (tuple, list)) and out and isinstance(out[0], Tensor):
+        return out[0]
+    raise UserError(
+        f"coord-check: a hooked module returned {type(out).__name__}; hook a module whose "
+        "output is a tensor (or a tuple whose first element is one)"
+    )
+
+
+class Recorder:
+    """Hooks on ``points`` of ``model`` filling ``stats[point, t, (level, change)]``.
+
+    Use as a context manager; set :attr:`t` before each forward. A forward with ``t == 0``
+    stores :math:`x_0`; later ones compute the change against it.
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[Point], steps: int) -> None:
+        self.model = model
+        self.points = list(points)
+        self.t = 0
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.stats = torch.zeros(len(self.points), steps + 1, 2, device=device)
+        self._x0: dict[int, Tensor] = {}
+        self._counts: dict[int, float] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Recorder:
+        modules = dict(self.model.named_modules())
+        for i, p in enumerate(self.points):
+            self._handles.append(modules[p.name].register_forward_hook(self._hook(i, p)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self._x0.clear()
+
+    def _hook(self, i: int, point: Point) -> Any:
+        logits = point.kind == "attn_logits"
+
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            with torch.no_grad():
+                if logits:
+                    q, k = args[0].detach(), args[1].detach()
+                    x = attention_logits(q, k, float(module.scale))
+                    if i not in self._counts:  # causal entries per (batch, head)
+                        t = q.shape[-2]
+                        self._counts[i] = x.numel() / (t * t) * t * (t + 1) / 2
+                    n, fresh = self._counts[i], True
+                else:
+                    x = _first_tensor(out).detach()
+                    n, fresh = x.numel(), False
+                self._record(i, x, n, fresh)
+
+        return hook
+
+    def _record(self, i: int, x: Tensor, n: float, fresh: bool) -> None:
+        t = self.t
+        self.stats[i, t, 0] = torch.linalg.vector_norm(x, 1, dtype=torch.float32) / n
+        if t == 0:
+            # the one copy the change statistic needs (a module output could be modified in
+            # place downstream; logits computed here are ours already)
+            self._x0[i] = x if fresh else x.clone()
+        else:
+            diff = torch.sub(x, self._x0[i])
+            self.stats[i, t, 1] = torch.linalg.vector_norm(diff, 1, dtype=torch.float32) / n

@@ -1,0 +1,288 @@
+"""The library call: train each width (or depth) for a few steps and record coordinates.
+
+Protocol (TP5, Yang et al. 2022, §D.1; the design doc's "Coordinate check"): one fixed
+batch; for every size and seed build a fresh model, then for ``t = 0..T`` run the forward
+pass on the batch (the hooks record :math:`x_t`), and for ``t < T`` take one optimizer step
+on that same forward's loss. So there are ``T + 1`` forwards and ``T`` backwards per model,
+with a constant learning rate (any schedule in an ``OptimConfig`` is not stepped) and no
+gradient clipping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from muscale.coord.points import Point, PointsSpec, resolve_points
+from muscale.coord.record import Recorder
+from muscale.errors import UserError, check_choice
+from muscale.optim.config import OptimConfig
+from muscale.param.plan import Plan
+
+AXES = ("width", "depth")
+
+#: ``size -> model`` or ``(size, seed) -> model``; a model may come with its plan
+Factory = Callable[..., "nn.Module | tuple[nn.Module, Plan]"]
+#: an ``OptimConfig`` (needs the plan) or ``model -> optimizer`` / ``(model, plan) -> optimizer``
+OptimizerRecipe = "OptimConfig | Callable[..., torch.optim.Optimizer]"
+Batch = tuple[Any, Any]
+
+
+@dataclass(kw_only=True)
+class CoordData:
+    """Raw statistics of a coordinate check.
+
+    ``level``/``change`` are ``(sizes, seeds, points, steps + 1)`` arrays; ``loss`` is
+    ``(sizes, seeds, steps + 1)`` (the loss of the forward at step t; NaN at t = T, where no
+    loss is computed). ``scheme``/``family``/``depth_alpha`` come from the plans (None when
+    the factory returned bare modules).
+    """
+
+    axis: str
+    sizes: list[int]
+    steps: int
+    seeds: int
+    points: list[Point]
+    level: np.ndarray
+    change: np.ndarray
+    loss: np.ndarray
+    scheme: str | None = None
+    family: str = "adam"
+    depth_alpha: float | None = None
+    wall_s: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def mean_over_seeds(self) -> tuple[np.ndarray, np.ndarray]:
+        """Seed-averaged ``(sizes, points, steps + 1)`` level and change (fits use these)."""
+        return self.level.mean(axis=1), self.change.mean(axis=1)
+
+
+def cross_entropy(out: Tensor, target: Tensor) -> Tensor:
+    """Default loss: cross-entropy over the last axis (token-level for ``(B, T, V)``)."""
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]).float(), target.reshape(-1))
+
+
+def _n_params(fn: Callable[..., Any]) -> int:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return 1
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in sig.parameters.values()):
+        return 2
+    return sum(p.kind in kinds for p in sig.parameters.values())
+
+
+def _build(factory: Factory, size: int, seed: int) -> tuple[nn.Module, Plan | None]:
+    out = factory(size, seed) if _n_params(factory) >= 2 else factory(size)
+    if isinstance(out, tuple):
+        model, plan = out
+    else:
+        model, plan = out, None
+    if not isinstance(model, nn.Module):
+        raise UserError(f"the coord-check factory returned {type(model).__name__}, not a module")
+    return model, plan
+
+
+def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.Optimizer:
+    if isinstance(recipe, OptimConfig):
+        if plan is None:
+            raise UserError(
+                "optimizer=OptimConfig needs the model's plan: make the factory return "
+                "(model, plan), or pass optimizer=callable(model) -> torch optimizer"
+            )
+        from muscale.optim.build import make_optimizer
+
+        opt, _ = make_optimizer(model, plan, recipe, total_steps=1)  # schedule never stepped
+        return opt
+    if callable(recipe):
+        return recipe(model, plan) if _n_params(recipe) >= 2 else recipe(model)
+    raise UserError(f"optimizer={recipe!r}: pass an OptimConfig or a callable(model)")
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    if isinstance(x, Tensor):
+        return x.to(device)
+    if isinstance(x, (tuple, list)):
+        return type(x)(_to(v, device) for v in x)
+    return x
+
+
+def train_and_record(
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    batch: Batch,
+    loss_fn: Callable[[Any, Any], Tensor],
+    points: Sequence[Point],
+    steps: int,
+) -> tuple[Tensor, Tensor]:
+    """Run the protocol on one model; return ``stats (points, steps+1, 2)`` and losses."""
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    inputs, target = _to(batch[0], device), _to(batch[1], device)
+    args = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
+    losses = torch.full((steps + 1,), float("nan"), device=device)
+    model.train()
+    with Recorder(model, points, steps) as rec:
+        for t in range(steps + 1):
+            rec.t = t
+            if t == steps:  # the last measurement needs no backward
+                with torch.no_grad():
+                    out = model(*args)
+                    losses[t] = loss_fn(out, target).detach()
+                break
+            out = model(*args)
+            loss = loss_fn(out, target)
+            losses[t] = loss.detach()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        return rec.stats, losses
+
+
+def collect(
+    factory: Factory,
+    sizes: Sequence[int],
+    *,
+    batch: Batch,
+    optimizer: Any,
+    loss: Callable[[Any, Any], Tensor] | None = None,
+    steps: int = 3,
+    seeds: int = 3,
+    points: PointsSpec = None,
+    axis: str = "width",
+) -> CoordData:
+    """Train ``factory(size[, seed])`` for ``steps`` steps per size and seed; record stats.
+
+    ``batch`` is ``(inputs, target)`` (``inputs`` a tensor or a tuple of positional
+    arguments); ``loss(output, target)`` defaults to :func:`cross_entropy`. Seeds are
+    ``0..seeds-1``: passed to a two-argument factory and set as torch's seed (in a forked
+    RNG state, so the caller's global RNG is untouched) around building and training.
+    """
+    validate(sizes, steps, seeds, axis)
+    loss_fn = loss or cross_entropy
+    n_sizes = len(sizes)
+    level: np.ndarray | None = None
+    change: np.ndarray | None = None
+    losses = np.full((n_sizes, seeds, steps + 1), np.nan)
+    pts_ref: list[Point] | None = None
+    plans: list[Plan | None] = []
+    t0 = time.perf_counter()
+    for si, size in enumerate(sizes):
+        for seed in range(seeds):
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model, plan = _build(factory, int(size), seed)
+                plans.append(plan)
+                pts = resolve_points(model, points, relative=axis == "depth")
+                if pts_ref is None:
+                    pts_ref = pts
+                    shape = (n_sizes, seeds, len(pts), steps + 1)
+                    level, change = np.zeros(shape), np.zeros(shape)
+                elif [p.label for p in pts] != [p.label for p in pts_ref]:
+                    raise UserError(
+                        f"coord-check: the model at {axis}={size} has different points "
+                        f"({[p.label for p in pts]}) than the first one"
+                    )
+                opt = _optimizer(optimizer, model, plan)
+                stats, ls = train_and_record(model, opt, batch, loss_fn, pts, steps)
+            st = stats.double().cpu().numpy()
+            assert level is not None and change is not None
+            level[si, seed], change[si, seed] = st[..., 0], st[..., 1]
+            losses[si, seed] = ls.double().cpu().numpy()
+            del model, opt
+    assert pts_ref is not None and level is not None and change is not None
+    plan0 = next((p for p in plans if p is not None), None)
+    family = plan0.optim_family if plan0 is not None else _family_of(optimizer)
+    return CoordData(
+        axis=axis,
+        sizes=[int(s) for s in sizes],
+        steps=steps,
+        seeds=seeds,
+        points=pts_ref,
+        level=level,
+        change=change,
+        loss=losses,
+        scheme=plan0.scheme if plan0 is not None else None,
+        family=family,
+        depth_alpha=plan0.depth_alpha if plan0 is not None else None,
+        wall_s=time.perf_counter() - t0,
+    )
+
+
+def _family_of(recipe: Any) -> str:
+    if isinstance(recipe, OptimConfig):
+        return recipe.rule_family
+    return "adam"
+
+
+def validate(sizes: Sequence[int], steps: int, seeds: int, axis: str = "width") -> None:
+    """Bad input is a :class:`UserError` naming the field (the CLI's exit status 2)."""
+    check_choice("axis", axis, AXES)
+    name = "widths" if axis == "width" else "depths"
+    sizes = list(sizes)
+    if len(sizes) < 2:
+        raise UserError(f"{name}={sizes}: give at least 2 {name} to fit a slope")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s <= 0:
+            raise UserError(f"{name}={sizes}: every entry must be a positive integer, got {s!r}")
+    if len(set(sizes)) < 2:
+        raise UserError(f"{name}={sizes}: give at least 2 different {name}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise UserError(f"steps={steps!r}: must be an integer >= 1")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise UserError(f"seeds={seeds!r}: must be an integer >= 1")
+
+
+# --- muscale configs -> factory, batch ------------------------------------------------------
+
+
+def config_factory(
+    model_cfg: Any, param_cfg: Any, *, family: str = "adam", axis: str = "width",
+    device: str = "cpu",
+) -> Callable[[int, int], tuple[nn.Module, Plan]]:
+    """``(size, seed) -> (model, plan)`` for a muscale model config at varying width/depth.
+
+    Slopes do not depend on the base shape, so a base width above the smallest width is
+    allowed here; in depth mode ``param.base_depth`` defaults to the smallest depth (with
+    ``None`` every depth would be its own base and the depth rules would do nothing).
+    """
+    from muscale.build import build_model, param_config
+    from muscale.models import model_config
+
+    mcfg, pcfg = model_config(model_cfg), param_config(param_cfg)
+    pcfg = dataclasses.replace(pcfg, allow_base_above_width=True)
+
+    def factory(size: int, seed: int) -> tuple[nn.Module, Plan]:
+        key = "width" if axis == "width" else "depth"
+        cfg = dataclasses.replace(mcfg, **{key: int(size)})
+        return build_model(cfg, pcfg, optim_family=family, seed=seed, device=device)
+
+    return factory
+
+
+def synthetic_batch(
+    model_cfg: Any, *, batch_size: int = 8, seq_len: int | None = None, seed: int = 0,
+    device: str = "cpu",
+) -> Batch:
+    """A fixed batch for a muscale model: uniform random tokens and next tokens (GPT) or
+    ``x ~ N(0, I)`` with uniform random class labels (MLP); seeded, no data files."""
+    from muscale.models import model_config
+
+    mcfg = model_config(model_cfg)
+    g = torch.Generator().manual_seed(seed)
+    if mcfg.family == "gpt":
+        t = min(int(seq_len or mcfg.seq_len), mcfg.seq_len)
+        idx = torch.randint(0, mcfg.vocab_size, (batch_size, t + 1), generator=g)
+        return idx[:, :-1].to(device), idx[:, 1:].to(device)
+    x = torch.randn(batch_size, mcfg.in_dim, generator=g)
+    y = torch.randint(0, mcfg.out_dim, (batch_size,), generator=g)
+    return x.to(device), y.to(device)
