@@ -18,11 +18,15 @@ def register_configs() -> None:
 
 
 def _schemas() -> list[tuple[str | None, str, type]]:
+    from muscale.data.config import data_schemas
     from muscale.models.configs import GPTConfig, MLPConfig
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
+    from muscale.train.config import train_schemas
 
     return [
+        *data_schemas(),
+        *train_schemas(),
         ("schema/model", "mlp", MLPConfig),
         ("schema/model", "gpt", GPTConfig),
         ("schema", "param", ParamConfig),

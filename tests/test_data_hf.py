@@ -195,6 +195,7 @@ def _build_in_process(cfg: dict) -> bool:
     return bool(build_data(cfg).describe()["cache"]["hit"])
 
 
+@pytest.mark.slow  # two spawned interpreters importing torch + datasets
 def test_concurrent_ranks_tokenize_once(tmp_path):
     """Two processes (two DDP ranks) building the same cache at once: one tokenizes under
     the lock, the other waits and reads it; both see the same complete entry."""

@@ -18,25 +18,37 @@ def _checkpoint(root, mcfg):
     model, plan = build_model(mcfg, pcfg)
     ck = root / "checkpoints" / "step_0000010"
     ck.mkdir(parents=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-              str(ck / "model.safetensors"))
-    meta = {"config": {"model": to_dict(mcfg), "param": pcfg}, "plan": plan.to_dict(),
-            "step": 10}
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()}, str(ck / "model.safetensors")
+    )
+    meta = {"config": {"model": to_dict(mcfg), "param": pcfg}, "plan": plan.to_dict(), "step": 10}
     (ck / "meta.json").write_text(json.dumps(meta))
     return root
 
 
 @pytest.fixture(scope="module")
 def gpt_run(tmp_path_factory):
-    return _checkpoint(tmp_path_factory.mktemp("gpt"),
-                       GPTConfig(width=32, depth=1, n_heads=2, vocab_size=32, seq_len=8))
+    return _checkpoint(
+        tmp_path_factory.mktemp("gpt"),
+        GPTConfig(width=32, depth=1, n_heads=2, vocab_size=32, seq_len=8),
+    )
 
 
 def test_diagnose_gpt_json_and_report(gpt_run, tmp_path, capsys):
     out = tmp_path / "rep"
-    rc = main(["diagnose", f"checkpoint={gpt_run}", "what=[spectra,hessian,ntk]",
-               f"out={out}", "format=json", "hessian.k=3", "hessian.trace_probes=5",
-               "hessian.slq_steps=10", "ntk.n=4"])
+    rc = main(
+        [
+            "diagnose",
+            f"checkpoint={gpt_run}",
+            "what=[spectra,hessian,ntk]",
+            f"out={out}",
+            "format=json",
+            "hessian.k=3",
+            "hessian.trace_probes=5",
+            "hessian.slq_steps=10",
+            "ntk.n=4",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     names = [r["name"] for r in res["spectra"]]
@@ -53,18 +65,31 @@ def test_diagnose_gpt_json_and_report(gpt_run, tmp_path, capsys):
 def test_diagnose_safetensors_file_and_mlp_jacobian(tmp_path, capsys):
     run = _checkpoint(tmp_path / "mlp", MLPConfig(width=64, in_dim=32))
     file = run / "checkpoints" / "step_0000010" / "model.safetensors"
-    rc = main(["diagnose", f"checkpoint={file}", "what=[spectra,jacobian]",
-               f"out={tmp_path / 'r'}", "format=json", "jacobian.depths=[2,4]",
-               "jacobian.width=32"])
+    rc = main(
+        [
+            "diagnose",
+            f"checkpoint={file}",
+            "what=[spectra,jacobian]",
+            f"out={tmp_path / 'r'}",
+            "format=json",
+            "jacobian.depths=[2,4]",
+            "jacobian.width=32",
+        ]
+    )
     assert rc == 0
     res = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in res["spectra"]} >= {"inp.weight", "blocks.0.fc.weight"}
     assert len(res["jacobian"]) == 3 * 2 * 2
 
 
-@pytest.mark.parametrize("args", [["checkpoint=/nonexistent/x"],
-                                  ["what=[spectra,bogus]", "checkpoint=/tmp"],
-                                  ["what=[spectra]"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["checkpoint=/nonexistent/x"],
+        ["what=[spectra,bogus]", "checkpoint=/tmp"],
+        ["what=[spectra]"],
+    ],
+)
 def test_diagnose_errors_are_one_line_exit_2(args, tmp_path, capsys):
     assert main(["diagnose", f"out={tmp_path}", *args]) == 2
     err = capsys.readouterr().err

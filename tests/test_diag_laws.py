@@ -43,8 +43,8 @@ def test_gaussian_esd_matches_marchenko_pastur(n, p):
     left = np.nextafter(eigs, -np.inf)  # the model's left limits F(x−) (the atom at 0)
     d = ks_distance(eigs, mp_cdf(eigs, p / n, 0.5), mp_cdf(left, p / n, 0.5))
     assert d < 0.02
-    wrong = ks_distance(eigs, mp_cdf(eigs, p / n, 0.6), mp_cdf(left, p / n, 0.6))  # a 20% wrong σ² is rejected
-    assert wrong > 5 * d
+    wrong = ks_distance(eigs, mp_cdf(eigs, p / n, 0.6), mp_cdf(left, p / n, 0.6))
+    assert wrong > 5 * d  # a 20% wrong σ² is rejected
 
 
 def test_mp_fit_recovers_sigma2_with_and_without_spikes():

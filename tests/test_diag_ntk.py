@@ -61,9 +61,26 @@ def test_empirical_ntk_converges_to_infinite_width(act, ref):
     kinf = ref(x, x, 2) if act == "relu" else ref(x, x, 2, sigma_w2=1.0)
     errs = []
     for width in (64, 256, 1024):
-        e = [float((empirical_ntk(NTKMLP(4, width, 2, activation=act, sigma_w2=2.0 if
-                                          act == "relu" else 1.0, seed=s), x) - kinf).norm()
-                   / kinf.norm()) for s in range(4)]
+        e = [
+            float(
+                (
+                    empirical_ntk(
+                        NTKMLP(
+                            4,
+                            width,
+                            2,
+                            activation=act,
+                            sigma_w2=2.0 if act == "relu" else 1.0,
+                            seed=s,
+                        ),
+                        x,
+                    )
+                    - kinf
+                ).norm()
+                / kinf.norm()
+            )
+            for s in range(4)
+        ]
         errs.append(np.mean(e))
     assert errs[0] > errs[1] > errs[2]
     assert errs[2] < 0.1
@@ -77,7 +94,7 @@ def test_ntk_eigendecay_is_polynomial_and_slower_than_gaussian_kernel():
     t = torch.linspace(0, 2 * np.pi, 257, dtype=torch.float64)[:-1]
     x = torch.stack([torch.cos(t), torch.sin(t)], 1) * np.sqrt(2)
     lam_ntk, slope = eigendecay(relu_ntk(x, x, 2))
-    lam_rbf, _ = eigendecay(torch.exp(-torch.cdist(x, x) ** 2))
+    lam_rbf, _ = eigendecay(torch.exp(-(torch.cdist(x, x) ** 2)))
     assert -4.0 < slope < -1.0
     assert lam_ntk[40] > 1e3 * lam_rbf[40]
 

@@ -46,8 +46,11 @@ def test_powerlaw_ks_chosen_xmin_stays_near_the_standard_error():
 
 def test_batched_svdvals_match_per_matrix_and_group_transposes():
     g = torch.Generator().manual_seed(0)
-    mats = {"a": torch.randn(64, 32, generator=g), "b": torch.randn(32, 64, generator=g),
-            "c": torch.randn(50, 50, generator=g)}
+    mats = {
+        "a": torch.randn(64, 32, generator=g),
+        "b": torch.randn(32, 64, generator=g),
+        "c": torch.randn(50, 50, generator=g),
+    }
     out = batched_svdvals(mats)
     for k, m in mats.items():
         ref = np.sort(torch.linalg.svdvals(m.double()).numpy())
@@ -78,8 +81,9 @@ def test_weight_spectra_fits_init_variance_and_finds_planted_spike():
     # the outlier fluctuates with relative sd ≈ √(2(1 − γ/θ²)/n) ≈ 3% (Paul 2007): 2.5 sd
     assert r0.spikes[0] == pytest.approx(lam * 0.05**2, rel=0.08)
     sv = torch.linalg.svdvals(model[1].weight.double())
-    assert rows["1.weight"].stable_rank == pytest.approx(float((sv**2).sum() / sv[0] ** 2),
-                                                         rel=1e-4)
+    assert rows["1.weight"].stable_rank == pytest.approx(
+        float((sv**2).sum() / sv[0] ** 2), rel=1e-4
+    )
 
 
 def test_weight_spectra_accepts_a_state_dict_and_skips_vectors():
@@ -91,8 +95,11 @@ def test_weight_spectra_accepts_a_state_dict_and_skips_vectors():
 def test_spectral_summary_keys_and_values():
     model = nn.Sequential(nn.Linear(32, 64), nn.ReLU(), nn.Linear(64, 32))
     out = spectral_summary(model)
-    assert set(out) >= {"spectral/0.weight/sigma_max", "spectral/2.weight/stable_rank",
-                        "spectral/mean/alpha"}
+    assert set(out) >= {
+        "spectral/0.weight/sigma_max",
+        "spectral/2.weight/stable_rank",
+        "spectral/mean/alpha",
+    }
     smax = float(torch.linalg.svdvals(model[0].weight.detach()).max())
     assert out["spectral/0.weight/sigma_max"] == pytest.approx(smax, rel=1e-5)
     assert all(isinstance(v, float) for v in out.values())

@@ -37,8 +37,13 @@ def gpt(small: bool):
     from muscale.build import build_model
     from muscale.models.configs import GPTConfig
 
-    cfg = GPTConfig(width=384 if small else 768, depth=4 if small else 12,
-                    n_heads=6 if small else 12, vocab_size=8192, seq_len=256)
+    cfg = GPTConfig(
+        width=384 if small else 768,
+        depth=4 if small else 12,
+        n_heads=6 if small else 12,
+        vocab_size=8192,
+        seq_len=256,
+    )
     return build_model(cfg, {"scheme": "sp", "base_width": cfg.width})
 
 
@@ -50,11 +55,18 @@ def bench_spectra(small: bool) -> list[tuple]:
     t = time.perf_counter()
     rows = weight_spectra(model)
     t_ours = time.perf_counter() - t
-    err_ours = np.median([abs(math.sqrt(r.mp_sigma2) / std[r.name] - 1) for r in rows
-                          if std.get(r.name)])
+    err_ours = np.median(
+        [abs(math.sqrt(r.mp_sigma2) / std[r.name] - 1) for r in rows if std.get(r.name)]
+    )
     spikes_ours = sum(r.num_spikes for r in rows)
-    out = [(f"spectra, GPT {n_par / 1e6:.0f}M params, {len(rows)} matrices", "muscale",
-            t_ours, f"median |σ̂/σ−1| = {err_ours:.2e}; false spikes = {spikes_ours}")]
+    out = [
+        (
+            f"spectra, GPT {n_par / 1e6:.0f}M params, {len(rows)} matrices",
+            "muscale",
+            t_ours,
+            f"median |σ̂/σ−1| = {err_ours:.2e}; false spikes = {spikes_ours}",
+        )
+    ]
     try:
         import weightwatcher as ww
     except ImportError as exc:
@@ -67,16 +79,29 @@ def bench_spectra(small: bool) -> list[tuple]:
         df = ww.WeightWatcher(model=model).analyze(mp_fit=True)
         t_ww = time.perf_counter() - t
     err_ww = float(np.median(np.abs(df["sigma_mp"].to_numpy() - 1)))
-    out.append(("", "WeightWatcher 0.7.7", t_ww,
-                f"median |sigma_mp−1| = {err_ww:.2e}; false spikes = "
-                f"{int(df['num_spikes'].sum())}; ratio WW/ours = {t_ww / t_ours:.1f}x"))
+    out.append(
+        (
+            "",
+            "WeightWatcher 0.7.7",
+            t_ww,
+            f"median |sigma_mp−1| = {err_ww:.2e}; false spikes = "
+            f"{int(df['num_spikes'].sum())}; ratio WW/ours = {t_ww / t_ours:.1f}x",
+        )
+    )
     return out
 
 
 def bench_hessian(k: int = 20) -> list[tuple]:
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(16, 48), nn.Tanh(), nn.Linear(48, 48), nn.Tanh(),
-                          nn.Linear(48, 48), nn.Tanh(), nn.Linear(48, 4)).double()
+    model = nn.Sequential(
+        nn.Linear(16, 48),
+        nn.Tanh(),
+        nn.Linear(48, 48),
+        nn.Tanh(),
+        nn.Linear(48, 48),
+        nn.Tanh(),
+        nn.Linear(48, 4),
+    ).double()
     x = torch.randn(512, 16, dtype=torch.float64)
     y = torch.randint(0, 4, (512,))
     crit = nn.CrossEntropyLoss()
@@ -96,14 +121,20 @@ def bench_hessian(k: int = 20) -> list[tuple]:
     r = top_eigenvalues(mv, dim, k, tol=1e-6)
     t_l = time.perf_counter() - t
     label = f"top-{k} Hessian eigenvalues, MLP {dim} params"
-    rows.append((label, "muscale Lanczos", t_l, f"max rel err {err(r.eigenvalues):.1e}, "
-                 f"{r.matvecs} HVPs"))
+    rows.append(
+        (label, "muscale Lanczos", t_l, f"max rel err {err(r.eigenvalues):.1e}, {r.matvecs} HVPs")
+    )
     t = time.perf_counter()
     p = power_iteration_deflation(mv, dim, k)
     t_p = time.perf_counter() - t
-    rows.append(("", "power iter. + deflation (ours)", t_p,
-                 f"max rel err {err(p.eigenvalues):.1e}, {p.matvecs} HVPs; "
-                 f"ratio {t_p / t_l:.1f}x"))
+    rows.append(
+        (
+            "",
+            "power iter. + deflation (ours)",
+            t_p,
+            f"max rel err {err(p.eigenvalues):.1e}, {p.matvecs} HVPs; ratio {t_p / t_l:.1f}x",
+        )
+    )
     try:
         from pyhessian import hessian
     except ImportError as exc:
@@ -114,8 +145,14 @@ def bench_hessian(k: int = 20) -> list[tuple]:
         t = time.perf_counter()
         vals, _ = hessian(model, crit, data=(x, y), cuda=False).eigenvalues(top_n=k)
         t_ph = time.perf_counter() - t
-    rows.append(("", "PyHessian 0.1", t_ph, f"max rel err {err(np.array(vals)):.1e}; "
-                 f"ratio {t_ph / t_l:.1f}x"))
+    rows.append(
+        (
+            "",
+            "PyHessian 0.1",
+            t_ph,
+            f"max rel err {err(np.array(vals)):.1e}; ratio {t_ph / t_l:.1f}x",
+        )
+    )
     return rows
 
 

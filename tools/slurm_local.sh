@@ -29,6 +29,7 @@ CONF=$DIR/slurm.conf
 ETC_CONF=/etc/slurm/slurm.conf
 PARTITION=debug
 export SLURM_CONF=$CONF
+export PATH=$PATH:/usr/sbin:/sbin # the daemons live in sbin, often not on a user's PATH
 
 log() { echo "slurm_local: $*" >&2; }
 die() {
@@ -36,12 +37,16 @@ die() {
   exit 1
 }
 
-# pid from a pid file, if that process is alive
+# pid from $DIR/run/$1.pid, if that process is alive and is the daemon $1 (a pid file left
+# by a crash may name a pid reused by some other process: never signal that one)
 live_pid() {
-  local f=$1 pid
+  local name=$1 f=$DIR/run/$1.pid pid comm
   [[ -s $f ]] || return 1
   pid=$(<"$f")
-  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null && echo "$pid"
+  [[ $pid =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+  comm=$(cat "/proc/$pid/comm" 2>/dev/null || ps -o comm= -p "$pid" 2>/dev/null || true)
+  [[ $comm == "$name"* ]] || return 1
+  echo "$pid"
 }
 
 have_slurm() {
@@ -96,14 +101,14 @@ node_line() {
   echo "$line NodeAddr=127.0.0.1 NodeHostname=$host State=UNKNOWN"
 }
 
+# Write the config for this host to $1 (the live one is $CONF).
 write_conf() {
-  local host=$1 node cpus mem user
+  local out=$1 host=$2 node cpus mem user
   node=$(node_line "$host")
   cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$node")
   mem=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<<"$node")
   user=$(id -un)
-  local tmp=$CONF.tmp
-  cat >"$tmp" <<EOF
+  cat >"$out" <<EOF
 # Written by tools/slurm_local.sh for $host: a one-node test cluster. Do not edit; rerun
 # \`tools/slurm_local.sh start\` (it rewrites this file) instead.
 ClusterName=muscale
@@ -114,7 +119,9 @@ SlurmUser=$user
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$DIR/munge/munge.socket
+# cred_expire also sets how long a requeued job waits before it may start again
+# (default 120 s; 10 s keeps the preemption tests short)
+AuthInfo=socket=$DIR/munge/munge.socket,cred_expire=10
 StateSaveLocation=$DIR/ctld
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
@@ -153,12 +160,10 @@ JobRequeue=1
 $node
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP
 EOF
-  mv "$tmp" "$CONF"
-  : >"$DIR/plugstack.conf"
 }
 
 start_munge() {
-  if live_pid "$DIR/run/munged.pid" >/dev/null; then
+  if live_pid munged >/dev/null; then
     return 0
   fi
   mkdir -p "$DIR/munge"
@@ -186,11 +191,9 @@ node_state() {
   sinfo -h -N -p "$PARTITION" -o %t 2>/dev/null | head -n 1 || true
 }
 
-# Is the node ready for jobs? idle/mix/alloc (with or without a trailing flag char).
+# Is the node ready for jobs? idle/mix/alloc with no flag (`idle*` = slurmd not answering).
 node_ready() {
-  local s
-  s=$(node_state)
-  [[ $s =~ ^(idle|mix|alloc|comp) ]]
+  [[ $(node_state) =~ ^(idle|mix|alloc)$ ]]
 }
 
 link_etc_conf() {
@@ -203,19 +206,21 @@ link_etc_conf() {
 cmd_start() {
   have_slurm || die "slurm is not installed; run: tools/slurm_local.sh install"
   [[ $(id -u) -eq 0 ]] || log "warning: not root; slurmd usually needs root to run jobs"
-  if live_pid "$DIR/run/slurmctld.pid" >/dev/null && live_pid "$DIR/run/slurmd.pid" >/dev/null \
-    && node_ready; then
-    link_etc_conf
-    return 0 # already up
-  fi
   local host
   host=$(hostname -s)
   mkdir -p "$DIR"/{ctld,spool,run,log}
   chmod 755 "$DIR" "$DIR"/{ctld,spool,run,log}
-  # a half-started cluster (one daemon died): restart the slurm daemons with the new conf
-  stop_pidfile slurmd
-  stop_pidfile slurmctld
-  write_conf "$host"
+  write_conf "$CONF.new" "$host"
+  if live_pid slurmctld >/dev/null && live_pid slurmd >/dev/null \
+    && cmp -s "$CONF.new" "$CONF" && node_ready; then
+    rm -f "$CONF.new"
+    link_etc_conf
+    return 0 # already up with this config
+  fi
+  # not up, half up (a daemon died) or configured differently: (re)start the slurm daemons
+  stop_daemons slurmd slurmctld
+  mv "$CONF.new" "$CONF"
+  : >"$DIR/plugstack.conf"
   start_munge
   slurmctld -f "$CONF" 2>>"$DIR/log/slurmctld.log" \
     || die "slurmctld did not start; see $DIR/log/slurmctld.log"
@@ -239,26 +244,31 @@ cmd_start() {
   log "up: $(sinfo -h -N -o '%N %t cpus=%c mem=%mMB')  (export SLURM_CONF=$CONF)"
 }
 
-# Stop the daemon whose pid file is $DIR/run/$1.pid (ours only), waiting up to 10 s.
-stop_pidfile() {
-  local name=$1 pid i
-  pid=$(live_pid "$DIR/run/$name.pid") || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
+# Stop the named daemons (ours: by their pid files), together, waiting up to 10 s.
+stop_daemons() {
+  local name pid pids=() i
+  for name in "$@"; do
+    if pid=$(live_pid "$name"); then
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$pid")
+    fi
+    rm -f "$DIR/run/$name.pid"
   done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name ($pid) ignored SIGTERM; sending SIGKILL"
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$DIR/run/$name.pid"
+  for pid in "${pids[@]}"; do
+    for i in $(seq 1 100); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid ignored SIGTERM for 10 s; sending SIGKILL"
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+  done
 }
 
 cmd_stop() {
-  stop_pidfile slurmd
-  stop_pidfile slurmctld
-  stop_pidfile munged
+  stop_daemons slurmd slurmctld
+  stop_daemons munged
   if [[ -L $ETC_CONF && $(readlink "$ETC_CONF") == "$CONF" ]]; then
     rm -f "$ETC_CONF"
   fi
@@ -267,7 +277,7 @@ cmd_stop() {
 cmd_status() {
   local name pid up=0
   for name in munged slurmctld slurmd; do
-    if pid=$(live_pid "$DIR/run/$name.pid"); then
+    if pid=$(live_pid "$name"); then
       echo "$name: running (pid $pid)"
     else
       echo "$name: stopped"

@@ -46,19 +46,20 @@ class Source:
 def _latest_checkpoint(path: Path) -> Path:
     if (path / "model.safetensors").exists():
         return path
-    steps = sorted((path / "checkpoints").glob("step_*")) if (path / "checkpoints").is_dir() \
-        else []
+    steps = sorted((path / "checkpoints").glob("step_*")) if (path / "checkpoints").is_dir() else []
     if not steps:
-        raise UserError(f"checkpoint={path}: no model.safetensors there and no "
-                        "checkpoints/step_* below it")
+        raise UserError(
+            f"checkpoint={path}: no model.safetensors there and no checkpoints/step_* below it"
+        )
     return steps[-1]
 
 
 def load_source(checkpoint: str | None, device: str) -> Source:
     """A model (checkpoint dir / run dir) or a bare state dict (``.safetensors`` file)."""
     if not checkpoint:
-        raise UserError("checkpoint is required for spectra/hessian/ntk: pass "
-                        "checkpoint=<dir or .safetensors>")
+        raise UserError(
+            "checkpoint is required for spectra/hessian/ntk: pass checkpoint=<dir or .safetensors>"
+        )
     path = Path(checkpoint)
     if not path.exists():
         raise UserError(f"checkpoint={checkpoint}: no such file or directory")
@@ -67,8 +68,9 @@ def load_source(checkpoint: str | None, device: str) -> Source:
             raise UserError(f"checkpoint={checkpoint}: a file must be a .safetensors state dict")
         from safetensors.torch import load_file
 
-        return Source(label=str(path), model=None, state=load_file(str(path), device=device),
-                      model_cfg={})
+        return Source(
+            label=str(path), model=None, state=load_file(str(path), device=device), model_cfg={}
+        )
     try:
         from muscale.train.checkpoint import load_model  # the trainer's loader
     except ImportError:
@@ -129,8 +131,10 @@ class _ProjectedLast(nn.Module):
 
 def _require_model(src: Source, what: str) -> nn.Module:
     if src.model is None:
-        raise UserError(f"what={what} needs a model: pass a checkpoint directory (with "
-                        "meta.json), not a bare .safetensors file")
+        raise UserError(
+            f"what={what} needs a model: pass a checkpoint directory (with "
+            "meta.json), not a bare .safetensors file"
+        )
     return src.model
 
 
@@ -150,22 +154,34 @@ def run(cfg: Any) -> dict[str, Any]:
 
         target = src.model if src.model is not None else src.state
         assert target is not None
-        results["spectra"] = weight_spectra(target, min_dim=int(cfg.spectra.min_dim),
-                                            tw_sigmas=float(cfg.spectra.tw_sigmas))
+        results["spectra"] = weight_spectra(
+            target, min_dim=int(cfg.spectra.min_dim), tw_sigmas=float(cfg.spectra.tw_sigmas)
+        )
     if "hessian" in what and src is not None:
         from muscale.diagnostics.hessian import hessian_summary
 
         model = _require_model(src, "hessian")
         batch = _batch(src, int(cfg.hessian.batch_size), int(cfg.seed), device)
-        h = hessian_summary(model, _ce_loss, batch, k=int(cfg.hessian.k),
-                            tol=float(cfg.hessian.tol), trace_probes=int(cfg.hessian.trace_probes),
-                            slq_steps=int(cfg.hessian.slq_steps),
-                            slq_probes=int(cfg.hessian.slq_probes), seed=int(cfg.seed))
+        h = hessian_summary(
+            model,
+            _ce_loss,
+            batch,
+            k=int(cfg.hessian.k),
+            tol=float(cfg.hessian.tol),
+            trace_probes=int(cfg.hessian.trace_probes),
+            slq_steps=int(cfg.hessian.slq_steps),
+            slq_probes=int(cfg.hessian.slq_probes),
+            seed=int(cfg.seed),
+        )
         lo, hi = float(h.slq.nodes.min()), float(h.slq.nodes.max())
         grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 400)
         results["hessian"] = {
-            "dim": h.dim, "matvecs": h.matvecs, "top_eigenvalues": h.top_eigenvalues,
-            "top_residuals": h.top_residuals, "trace": h.trace, "trace_stderr": h.trace_stderr,
+            "dim": h.dim,
+            "matvecs": h.matvecs,
+            "top_eigenvalues": h.top_eigenvalues,
+            "top_residuals": h.top_residuals,
+            "trace": h.trace,
+            "trace_stderr": h.trace_stderr,
             "batch": f"{cfg.hessian.batch_size} random examples, seed {cfg.seed}",
             "density": {"grid": grid.tolist(), "values": h.slq.density(grid).tolist()},
         }
@@ -183,15 +199,25 @@ def run(cfg: Any) -> dict[str, Any]:
             note = "GPT: scalar u·logits[:, -1]/√V, Rademacher u (seeded)"
         k = empirical_ntk(model, x, impl=str(cfg.ntk.impl), trace="mean")
         lam, slope = eigendecay(k)
-        results["ntk"] = {"n": len(x), "trace": "mean", "note": note,
-                          "eigenvalues": lam.tolist(), "decay_slope": slope,
-                          "trace_value": float(torch.trace(k))}
+        results["ntk"] = {
+            "n": len(x),
+            "trace": "mean",
+            "note": note,
+            "eigenvalues": lam.tolist(),
+            "decay_slope": slope,
+            "trace_value": float(torch.trace(k)),
+        }
     if "jacobian" in what:
         from muscale.diagnostics.jacobian import isometry_study
 
         jc = cfg.jacobian
-        rows = isometry_study(tuple(jc.activations), tuple(jc.inits), tuple(jc.depths),
-                              width=int(jc.width), seed=int(cfg.seed))
+        rows = isometry_study(
+            tuple(jc.activations),
+            tuple(jc.inits),
+            tuple(jc.depths),
+            width=int(jc.width),
+            seed=int(cfg.seed),
+        )
         results["jacobian"] = [r.to_dict() for r in rows]
     return results
 
@@ -210,8 +236,9 @@ def main(argv: list[str]) -> int:
     fmt = check_format(cfg.format)
     t0 = time.perf_counter()
     results = run(cfg)
-    out = Path(cfg.out) if cfg.out else Path("outputs/diagnose") / time.strftime(
-        "%Y-%m-%d_%H-%M-%S")
+    out = (
+        Path(cfg.out) if cfg.out else Path("outputs/diagnose") / time.strftime("%Y-%m-%d_%H-%M-%S")
+    )
     from muscale.diagnostics.report import write_report
 
     path = write_report(out, results, max_esd_plots=int(cfg.spectra.max_plots))

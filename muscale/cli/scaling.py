@@ -88,7 +88,7 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     from muscale.scaling.allocation import compute_optimal, plan_intervals
     from muscale.scaling.approach1 import fit_approach1
     from muscale.scaling.approach2 import fit_approach2
-    from muscale.scaling.approach3 import fit_approach3
+    from muscale.scaling.approach3 import fit_approach3, select_points
     from muscale.scaling.hparams import fit_hparams
     from muscale.scaling.io import canonical, read_table
 
@@ -125,6 +125,26 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
         final = final.loc[final.groupby(["N", "D"])["loss"].idxmin()]
         notes.append("hyperparameter sweep: approaches 2 and 3 use the best run per (N, D)")
 
+    fit2 = fit1 = None  # the cheap approaches first, so that their input errors come fast
+    if 2 in chosen or auto:
+        try:
+            kept, _ = select_points(
+                final, drop_top=int(cfg.drop_top), min_N=float(cfg.min_N), min_C=float(cfg.min_C)
+            )
+            fit2 = fit_approach2(
+                kept,
+                flops=flops,
+                tol=float(cfg.levels_tol),
+                n_boot=min(n_boot, 1000),
+                level=level,
+                seed=seed,
+            )
+        except UserError as exc:
+            if not auto:
+                raise
+            notes.append(f"approach 2 skipped: {exc}")
+    if 1 in chosen or (auto and curves):
+        fit1 = fit_approach1(df, flops=flops, n_boot=min(n_boot, 200), level=level, seed=seed)
     fit3 = fit_approach3(
         final,
         delta=float(cfg.delta),
@@ -138,23 +158,6 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     )
     report.update(fit3.to_json())
     report["approach"] = 3
-    fit2 = fit1 = None
-    if 2 in chosen or auto:
-        try:
-            fit2 = fit_approach2(
-                final,
-                flops=flops,
-                tol=float(cfg.levels_tol),
-                n_boot=min(n_boot, 1000),
-                level=level,
-                seed=seed,
-            )
-        except UserError as exc:
-            if not auto:
-                raise
-            notes.append(f"approach 2 skipped: {exc}")
-    if 1 in chosen or (auto and curves):
-        fit1 = fit_approach1(df, flops=flops, n_boot=min(n_boot, 200), level=level, seed=seed)
     report["approach2"] = None if fit2 is None else fit2.to_json()
     report["approach1"] = None if fit1 is None else fit1.to_json()
     report["hparams"] = None if hp is None else hp.to_json()

@@ -101,8 +101,11 @@ def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.
                 "(model, plan), or pass optimizer=callable(model) -> torch optimizer"
             )
         from muscale.optim.build import make_optimizer
+        from muscale.optim.config import ScheduleConfig
 
-        opt, _ = make_optimizer(model, plan, recipe, total_steps=1)  # schedule never stepped
+        # constant LR: the scheduler would set lr = base · schedule(0) (0 during warmup)
+        const = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
+        opt, _ = make_optimizer(model, plan, const, total_steps=1)
         return opt
     if callable(recipe):
         return recipe(model, plan) if _n_params(recipe) >= 2 else recipe(model)

@@ -55,6 +55,8 @@ class Language:
     prob1: np.ndarray  # (V, k) their probabilities
     succ2: np.ndarray  # (C, k) trigram successors of each hashed context
     prob2: np.ndarray  # (C, k)
+    cdf1: np.ndarray  # (V, k) cumulative prob1 (last column inf)
+    cdf2: np.ndarray  # (C, k)
     n_contexts: int
     hash_salt: int
     weights: tuple[float, float, float]  # (bigram, trigram, copy)
@@ -74,13 +76,17 @@ def make_language(cfg: SyntheticDataConfig) -> Language:
     V, k, C = cfg.vocab_size, cfg.branching, cfg.n_contexts
     zipf = 1.0 / np.arange(1, V + 1)
     start = zipf[rng.permutation(V)]
+    succ1, prob1 = _distinct_rows(rng, V, k, V), _dirichlet(rng, V, k, cfg.alpha)
+    succ2, prob2 = _distinct_rows(rng, C, k, V), _dirichlet(rng, C, k, cfg.alpha)
     return Language(
         vocab_size=V,
         start_cdf=_cdf(start / start.sum()),
-        succ1=_distinct_rows(rng, V, k, V),
-        prob1=_dirichlet(rng, V, k, cfg.alpha),
-        succ2=_distinct_rows(rng, C, k, V),
-        prob2=_dirichlet(rng, C, k, cfg.alpha),
+        succ1=succ1,
+        prob1=prob1,
+        succ2=succ2,
+        prob2=prob2,
+        cdf1=_cdf(prob1),
+        cdf2=_cdf(prob2),
         n_contexts=C,
         hash_salt=int(rng.integers(2**31)),
         weights=(cfg.bigram_weight, cfg.trigram_weight, cfg.copy_weight),
@@ -130,7 +136,7 @@ def generate(lang: Language, index: np.ndarray, length: int, *, seed: int, salt:
     u = np.empty((n, length, 2))
     for r, g in enumerate(index.tolist()):
         u[r] = np.random.default_rng([seed, salt, g]).random((length, 2))
-    cdf1, cdf2 = _cdf(lang.prob1), _cdf(lang.prob2)
+    cdf1, cdf2 = lang.cdf1, lang.cdf2
     rows = np.arange(n)
     x = np.empty((n, length), dtype=np.int64)
     x[:, 0] = np.searchsorted(lang.start_cdf, u[:, 0, 1], side="right")

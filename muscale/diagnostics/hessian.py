@@ -160,8 +160,12 @@ def lanczos(
         betas.append(b)
         q = w / b
     n = len(alphas)
-    return LanczosResult(alphas=np.array(alphas), betas=np.array(betas),
-                         basis=basis[:n] if keep_basis else None, steps=n)
+    return LanczosResult(
+        alphas=np.array(alphas),
+        betas=np.array(betas),
+        basis=basis[:n] if keep_basis else None,
+        steps=n,
+    )
 
 
 def tridiag_eig(alphas: np.ndarray, betas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -230,12 +234,22 @@ def top_eigenvalues(
     if return_vectors and out.basis is not None:
         vecs = torch.as_tensor(s[:, idx].T, device=out.basis.device) @ out.basis
     res = state.get("res", np.full(len(idx), np.nan))
-    return EigResult(eigenvalues=theta[idx], eigenvectors=vecs, residuals=res,
-                     matvecs=out.steps, converged=bool(state["done"] or out.steps == dim))
+    return EigResult(
+        eigenvalues=theta[idx],
+        eigenvectors=vecs,
+        residuals=res,
+        matvecs=out.steps,
+        converged=bool(state["done"] or out.steps == dim),
+    )
 
 
 def power_iteration_deflation(
-    matvec: MatVec, dim: int, k: int = 1, *, tol: float = 1e-3, max_iter: int = 100,
+    matvec: MatVec,
+    dim: int,
+    k: int = 1,
+    *,
+    tol: float = 1e-3,
+    max_iter: int = 100,
     seed: int = 0,
 ) -> EigResult:
     """PyHessian's algorithm (``hessian.eigenvalues``): for each of ``k`` eigenvalues, power
@@ -264,8 +278,13 @@ def power_iteration_deflation(
             lam = new
         vals.append(float(lam))  # type: ignore[arg-type]
         vecs.append(v)
-    return EigResult(eigenvalues=np.array(vals), eigenvectors=torch.stack(vecs),
-                     residuals=np.full(k, np.nan), matvecs=n_mv, converged=True)
+    return EigResult(
+        eigenvalues=np.array(vals),
+        eigenvectors=torch.stack(vecs),
+        residuals=np.full(k, np.nan),
+        matvecs=n_mv,
+        converged=True,
+    )
 
 
 # --- trace and density ----------------------------------------------------------------------
@@ -283,8 +302,14 @@ class TraceEstimate:
     samples: np.ndarray
 
 
-def hutchinson_trace(matvec: MatVec, dim: int, n_probes: int = 100, *, seed: int = 0,
-                     device: str | torch.device = "cpu") -> TraceEstimate:
+def hutchinson_trace(
+    matvec: MatVec,
+    dim: int,
+    n_probes: int = 100,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> TraceEstimate:
     """Hutchinson's estimator ``(1/m) Σ zᵀHz`` with Rademacher probes."""
     z = rademacher(dim, n_probes, seed=seed).to(device)
     vals = np.array([float(zi @ matvec(zi)) for zi in z])
@@ -307,8 +332,9 @@ class SLQResult:
 
     def moments(self, order: int) -> np.ndarray:
         """``(1/dim) tr(H^k)`` estimates for k = 0..order (mean over probes)."""
-        return np.array([np.mean(np.sum(self.weights * self.nodes**k, axis=1))
-                         for k in range(order + 1)])
+        return np.array(
+            [np.mean(np.sum(self.weights * self.nodes**k, axis=1)) for k in range(order + 1)]
+        )
 
     def density(self, grid: np.ndarray, sigma: float | None = None) -> np.ndarray:
         """Spectral density on ``grid``: the quadrature measure smoothed by a Gaussian of
@@ -320,8 +346,15 @@ class SLQResult:
         return (kern * self.weights[None]).sum(axis=2).mean(axis=1)
 
 
-def slq(matvec: MatVec, dim: int, steps: int = 50, n_probes: int = 4, *, seed: int = 0,
-        device: str | torch.device = "cpu") -> SLQResult:
+def slq(
+    matvec: MatVec,
+    dim: int,
+    steps: int = 50,
+    n_probes: int = 4,
+    *,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> SLQResult:
     """Stochastic Lanczos quadrature with Rademacher probes (normalised to unit length)."""
     z = rademacher(dim, n_probes, seed=seed)
     nodes, weights = [], []
@@ -350,9 +383,17 @@ class HessianSummary:
 
 
 def hessian_summary(
-    model: nn.Module, loss_fn: Callable[[nn.Module, object], torch.Tensor], data: object, *,
-    k: int = 10, loader: bool = False, trace_probes: int = 50, slq_steps: int = 40,
-    slq_probes: int = 2, tol: float = 1e-6, seed: int = 0,
+    model: nn.Module,
+    loss_fn: Callable[[nn.Module, object], torch.Tensor],
+    data: object,
+    *,
+    k: int = 10,
+    loader: bool = False,
+    trace_probes: int = 50,
+    slq_steps: int = 40,
+    slq_probes: int = 2,
+    tol: float = 1e-6,
+    seed: int = 0,
 ) -> HessianSummary:
     """Top-k (Lanczos), trace (Hutchinson) and SLQ density of a model's loss Hessian."""
     device = next(model.parameters()).device
@@ -366,6 +407,12 @@ def hessian_summary(
     top = top_eigenvalues(counted, dim, k, tol=tol, seed=seed, device=device)
     tr = hutchinson_trace(counted, dim, trace_probes, seed=seed + 1, device=device)
     dens = slq(counted, dim, min(slq_steps, dim), slq_probes, seed=seed + 2, device=device)
-    return HessianSummary(top_eigenvalues=[float(x) for x in top.eigenvalues],
-                          top_residuals=[float(x) for x in top.residuals], trace=tr.trace,
-                          trace_stderr=tr.stderr, slq=dens, dim=dim, matvecs=calls["n"])
+    return HessianSummary(
+        top_eigenvalues=[float(x) for x in top.eigenvalues],
+        top_residuals=[float(x) for x in top.residuals],
+        trace=tr.trace,
+        trace_stderr=tr.stderr,
+        slq=dens,
+        dim=dim,
+        matvecs=calls["n"],
+    )

@@ -34,8 +34,7 @@ ACTS: dict[str, tuple] = {
     "relu": (lambda h: np.maximum(h, 0.0), lambda h: (h > 0).astype(np.float64)),
     "tanh": (np.tanh, lambda h: 1.0 / np.cosh(h) ** 2),
 }
-TORCH_ACTS: dict[str, type[nn.Module]] = {"linear": nn.Identity, "relu": nn.ReLU,
-                                          "tanh": nn.Tanh}
+TORCH_ACTS: dict[str, type[nn.Module]] = {"linear": nn.Identity, "relu": nn.ReLU, "tanh": nn.Tanh}
 INITS = ("gaussian", "orthogonal")
 S1 = {"gaussian": -1.0, "orthogonal": 0.0}  # first S-transform coefficient of WWᵀ
 
@@ -44,12 +43,14 @@ _GH_W = _GH_W / _GH_W.sum()  # E[f(z)], z ~ N(0, 1)
 
 
 def gauss_expect(f, q: float) -> float:
-    """``E[f(√q z)]`` for ``z ~ N(0,1)`` by 200-point (even: no node at 0, where ReLU's φ' jumps) Gauss–Hermite quadrature."""
+    """``E[f(√q z)]`` for ``z ~ N(0,1)`` by 200-point Gauss–Hermite quadrature (an even
+    count: no node at 0, where ReLU's φ' jumps)."""
     return float(np.sum(_GH_W * f(math.sqrt(q) * _GH_X)))
 
 
-def q_fixed_point(activation: str, sigma_w: float, sigma_b: float, *, q0: float = 1.0,
-                  iters: int = 500) -> float:
+def q_fixed_point(
+    activation: str, sigma_w: float, sigma_b: float, *, q0: float = 1.0, iters: int = 500
+) -> float:
     """Fixed point ``q*`` of the length map ``q ← σ_w² E[φ(√q z)²] + σ_b²``."""
     check_choice("activation", activation, ACTS)
     phi = ACTS[activation][0]
@@ -89,8 +90,9 @@ def critical_sigma_w(activation: str, sigma_b: float = 0.0) -> float:
     return 0.5 * (lo + hi)
 
 
-def theory_jjt_variance(activation: str, init: str, depth: int, q_star: float = 1.0,
-                        sigma_w: float | None = None) -> float:
+def theory_jjt_variance(
+    activation: str, init: str, depth: int, q_star: float = 1.0, sigma_w: float | None = None
+) -> float:
     """Pennington et al. 2017: ``σ²_{JJᵀ} = L (μ₂/μ₁² − 1 − s₁)`` (at criticality μ₁ = 1)."""
     check_choice("init", init, INITS)
     dphi = ACTS[activation][1]
@@ -100,9 +102,17 @@ def theory_jjt_variance(activation: str, init: str, depth: int, q_star: float = 
     return depth * (mu2 / mu1**2 - 1.0 - S1[init])
 
 
-def make_mlp(width: int, depth: int, activation: str, *, sigma_w: float, sigma_b: float = 0.0,
-             init: str = "gaussian", seed: int = 0, dtype: torch.dtype = torch.float64
-             ) -> nn.Sequential:
+def make_mlp(
+    width: int,
+    depth: int,
+    activation: str,
+    *,
+    sigma_w: float,
+    sigma_b: float = 0.0,
+    init: str = "gaussian",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> nn.Sequential:
     """A plain ``depth``-layer ``N x N`` MLP ``[Linear, φ] x depth`` initialised as above."""
     check_choice("activation", activation, ACTS)
     check_choice("init", init, INITS)
@@ -136,9 +146,11 @@ def input_output_jacobian(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
                     j = m.weight @ j
                     h = m(h)
                 else:
-                    d = {nn.ReLU: lambda t: (t > 0).to(t.dtype),
-                         nn.Tanh: lambda t: 1.0 - torch.tanh(t) ** 2,
-                         nn.Identity: torch.ones_like}[type(m)](h)
+                    d = {
+                        nn.ReLU: lambda t: (t > 0).to(t.dtype),
+                        nn.Tanh: lambda t: 1.0 - torch.tanh(t) ** 2,
+                        nn.Identity: torch.ones_like,
+                    }[type(m)](h)
                     j = d[:, None] * j
                     h = m(h)
         return j
@@ -167,8 +179,9 @@ class JacobianStats:
         return d
 
 
-def jacobian_spectrum(activation: str, init: str, depth: int, *, width: int = 256,
-                      q_star: float = 1.0, seed: int = 0) -> JacobianStats:
+def jacobian_spectrum(
+    activation: str, init: str, depth: int, *, width: int = 256, q_star: float = 1.0, seed: int = 0
+) -> JacobianStats:
     """Singular values of ``J`` for a critical MLP fed one input with ``‖x‖²/N = q*``."""
     sw, sb = critical_point(activation, q_star)
     model = make_mlp(width, depth, activation, sigma_w=sw, sigma_b=sb, init=init, seed=seed)
@@ -179,11 +192,19 @@ def jacobian_spectrum(activation: str, init: str, depth: int, *, width: int = 25
     s = torch.linalg.svdvals(input_output_jacobian(model, x)).numpy()
     lam = s**2
     return JacobianStats(
-        activation=activation, init=init, depth=depth, width=width, sigma_w=sw, sigma_b=sb,
-        q_star=q_star, mean=float(lam.mean()), variance=float(lam.var()),
+        activation=activation,
+        init=init,
+        depth=depth,
+        width=width,
+        sigma_w=sw,
+        sigma_b=sb,
+        q_star=q_star,
+        mean=float(lam.mean()),
+        variance=float(lam.var()),
         variance_normalized=float(lam.var() / lam.mean() ** 2),
         theory_variance=theory_jjt_variance(activation, init, depth, q_star),
-        max_singular=float(s.max()), singular_values=s,
+        max_singular=float(s.max()),
+        singular_values=s,
     )
 
 
@@ -206,5 +227,9 @@ def isometry_study(
         default.update(q_star)
     elif q_star is not None:
         default = dict.fromkeys(default, float(q_star))
-    return [jacobian_spectrum(a, i, L, width=width, q_star=default[a], seed=seed)
-            for a in activations for i in inits for L in depths]
+    return [
+        jacobian_spectrum(a, i, L, width=width, q_star=default[a], seed=seed)
+        for a in activations
+        for i in inits
+        for L in depths
+    ]

@@ -38,8 +38,15 @@ def jl_min_dim(n: int | np.ndarray, eps: float | np.ndarray = 0.1) -> int | np.n
     return int(k) if k.ndim == 0 else k
 
 
-def projection_matrix(d: int, k: int, *, kind: str = "gaussian", density: float | None = None,
-                      seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def projection_matrix(
+    d: int,
+    k: int,
+    *,
+    kind: str = "gaussian",
+    density: float | None = None,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """A ``d x k`` random projection (apply as ``x @ R``)."""
     check_choice("kind", kind, KINDS)
     g = torch.Generator().manual_seed(seed)
@@ -53,8 +60,9 @@ def projection_matrix(d: int, k: int, *, kind: str = "gaussian", density: float 
     return (sign * math.sqrt(s / k)).to(dtype)
 
 
-def random_projection(x: torch.Tensor, k: int, *, kind: str = "gaussian",
-                      density: float | None = None, seed: int = 0) -> torch.Tensor:
+def random_projection(
+    x: torch.Tensor, k: int, *, kind: str = "gaussian", density: float | None = None, seed: int = 0
+) -> torch.Tensor:
     """Project the rows of ``x`` (n, d) to ``k`` dimensions."""
     r = projection_matrix(x.shape[1], k, kind=kind, density=density, seed=seed, dtype=x.dtype)
     if kind != "gaussian":
@@ -75,5 +83,6 @@ def distortion(x: torch.Tensor, y: torch.Tensor) -> Distortion:
     dx = torch.pdist(x.double()) ** 2
     dy = torch.pdist(y.double()) ** 2
     r = dy / dx
-    return Distortion(min_ratio=float(r.min()), max_ratio=float(r.max()),
-                      max_abs=float((r - 1).abs().max()))
+    return Distortion(
+        min_ratio=float(r.min()), max_ratio=float(r.max()), max_abs=float((r - 1).abs().max())
+    )

@@ -64,8 +64,9 @@ def mp_cdf(x: ArrayLike, gamma: float, sigma2: float = 1.0) -> Array:
     lo, hi = mp_edges(gamma, sigma2)
     atom = max(0.0, 1.0 - 1.0 / gamma)
     xc = np.clip(x, max(lo, 1e-300), hi)
-    cont = (_mp_antiderivative(xc, lo, hi) - _mp_antiderivative(np.array(lo if lo > 0 else
-                                                                         1e-300), lo, hi))
+    cont = _mp_antiderivative(xc, lo, hi) - _mp_antiderivative(
+        np.array(lo if lo > 0 else 1e-300), lo, hi
+    )
     cont = cont / (2 * np.pi * sigma2 * gamma)
     out = np.where(x >= 0, atom, 0.0) + np.where(x > lo, cont, 0.0)
     return np.clip(np.where(x >= hi, 1.0, out), 0.0, 1.0)

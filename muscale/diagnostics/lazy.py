@@ -53,9 +53,21 @@ def _task(in_dim: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.sin(2.0 * x @ u)[:, None] + 0.5 * torch.tanh(x[:, :1])
 
 
-def train_once(scheme: str, width: int, *, depth: int = 2, in_dim: int = 8, n_train: int = 32,
-               n_probe: int = 16, steps: int = 20, lr: float = 0.05, optim: str = "sgd",
-               base_width: int = 64, activation: str = "relu", seed: int = 0) -> LazyRow:
+def train_once(
+    scheme: str,
+    width: int,
+    *,
+    depth: int = 2,
+    in_dim: int = 8,
+    n_train: int = 32,
+    n_probe: int = 16,
+    steps: int = 20,
+    lr: float = 0.05,
+    optim: str = "sgd",
+    base_width: int = 64,
+    activation: str = "relu",
+    seed: int = 0,
+) -> LazyRow:
     """One run: build, record W₀ and K₀, train ``steps`` full-batch steps, measure."""
     from muscale.build import build_model
     from muscale.models.configs import MLPConfig
@@ -65,8 +77,12 @@ def train_once(scheme: str, width: int, *, depth: int = 2, in_dim: int = 8, n_tr
 
     ocfg = OptimConfig(name=optim, lr=lr)
     mcfg = MLPConfig(width=width, depth=depth, in_dim=in_dim, out_dim=1, activation=activation)
-    model, plan = build_model(mcfg, ParamConfig(scheme=scheme, base_width=base_width),
-                              optim_family=ocfg.rule_family, seed=seed)
+    model, plan = build_model(
+        mcfg,
+        ParamConfig(scheme=scheme, base_width=base_width),
+        optim_family=ocfg.rule_family,
+        seed=seed,
+    )
     opt, _ = make_optimizer(model, plan, ocfg, total_steps=steps)
     lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
     weights = {n: lr_of[id(p)] / lr for n, p in model.named_parameters()}
@@ -97,15 +113,26 @@ def train_once(scheme: str, width: int, *, depth: int = 2, in_dim: int = 8, n_tr
         op.append(float(torch.linalg.matrix_norm(d, 2) / torch.linalg.matrix_norm(w0[n], 2)))
         fro.append(float(d.norm() / w0[n].norm()))
     inp = (named["inp.weight"].detach() - w0["inp.weight"]).norm() / w0["inp.weight"].norm()
-    return LazyRow(scheme=scheme, width=width, seed=seed, rel_w_op=float(np.mean(op)),
-                   rel_w_fro=float(np.mean(fro)), rel_w_input=float(inp),
-                   rel_k=float((kT - k0).norm() / k0.norm()), loss_0=float(loss0 or 0.0),
-                   loss_T=lossT)
+    return LazyRow(
+        scheme=scheme,
+        width=width,
+        seed=seed,
+        rel_w_op=float(np.mean(op)),
+        rel_w_fro=float(np.mean(fro)),
+        rel_w_input=float(inp),
+        rel_k=float((kT - k0).norm() / k0.norm()),
+        loss_0=float(loss0 or 0.0),
+        loss_T=lossT,
+    )
 
 
-def lazy_vs_rich(widths: tuple[int, ...] = (64, 128, 256, 512, 1024),
-                 schemes: tuple[str, ...] = ("sp", "ntk", "mup"), *,
-                 seeds: tuple[int, ...] = (0,), **kw) -> list[LazyRow]:
+def lazy_vs_rich(
+    widths: tuple[int, ...] = (64, 128, 256, 512, 1024),
+    schemes: tuple[str, ...] = ("sp", "ntk", "mup"),
+    *,
+    seeds: tuple[int, ...] = (0,),
+    **kw,
+) -> list[LazyRow]:
     """:func:`train_once` over a grid of schemes x widths x seeds (same base width, LR and
     data for all, so at ``width == base_width`` the schemes coincide)."""
     return [train_once(s, w, seed=sd, **kw) for s in schemes for w in widths for sd in seeds]
@@ -116,12 +143,15 @@ def width_exponents(rows: list[LazyRow], key: str = "rel_w_op") -> dict[str, flo
     out: dict[str, float] = {}
     for scheme in dict.fromkeys(r.scheme for r in rows):
         widths = sorted({r.width for r in rows if r.scheme == scheme})
-        vals = [np.mean([getattr(r, key) for r in rows if r.scheme == scheme and r.width == w])
-                for w in widths]
+        vals = [
+            np.mean([getattr(r, key) for r in rows if r.scheme == scheme and r.width == w])
+            for w in widths
+        ]
         ok = np.isfinite(vals) & (np.array(vals) > 0)
         if ok.sum() >= 2:
-            out[scheme] = float(np.polyfit(np.log(np.array(widths)[ok]),
-                                           np.log(np.array(vals)[ok]), 1)[0])
+            out[scheme] = float(
+                np.polyfit(np.log(np.array(widths)[ok]), np.log(np.array(vals)[ok]), 1)[0]
+            )
         else:
             out[scheme] = math.nan
     return out

@@ -19,8 +19,9 @@ from torch import nn
 from muscale.diagnostics.spectra import batched_svdvals, matrices, powerlaw_fit, stable_rank
 
 
-def spectral_summary(model: nn.Module, *, prefix: str = "spectral/", min_dim: int = 16,
-                     tail: bool = True) -> dict[str, float]:
+def spectral_summary(
+    model: nn.Module, *, prefix: str = "spectral/", min_dim: int = 16, tail: bool = True
+) -> dict[str, float]:
     """``{prefix}<param>/{sigma_max,stable_rank,alpha}`` and ``{prefix}mean/...`` floats.
 
     ``tail=False`` skips the power-law fit (the SVDs are then the whole cost).

@@ -37,6 +37,7 @@ normalisation ``c_σ = σ_w² = 2``, no bias, with the input scaled by ``1/√d`
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 
@@ -150,8 +151,9 @@ def ntk_vector_product(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> to
     return jvp(fb, (params,), (ct,))[1]
 
 
-def eigendecay(k: torch.Tensor | np.ndarray, *, fit_range: tuple[float, float] = (0.02, 0.5)
-               ) -> tuple[np.ndarray, float]:
+def eigendecay(
+    k: torch.Tensor | np.ndarray, *, fit_range: tuple[float, float] = (0.02, 0.5)
+) -> tuple[np.ndarray, float]:
     """Eigenvalues of a kernel matrix, descending and normalised by the largest, and the
     slope of ``log λ_i`` vs ``log i`` over the index range ``fit_range`` (fractions of N):
     a power-law decay ``λ_i ~ i^(−s)`` gives ``−s``."""
@@ -162,8 +164,11 @@ def eigendecay(k: torch.Tensor | np.ndarray, *, fit_range: tuple[float, float] =
     i0, i1 = max(1, int(fit_range[0] * n)), max(3, int(fit_range[1] * n))
     idx = np.arange(i0, min(i1, n))
     good = lam[idx] > 1e-14
-    slope = float(np.polyfit(np.log(idx[good] + 1), np.log(lam[idx][good]), 1)[0]) \
-        if good.sum() >= 2 else math.nan
+    slope = (
+        float(np.polyfit(np.log(idx[good] + 1), np.log(lam[idx][good]), 1)[0])
+        if good.sum() >= 2
+        else math.nan
+    )
     return lam, slope
 
 
@@ -227,8 +232,14 @@ def relu_nngp(x1: torch.Tensor, x2: torch.Tensor | None = None, depth: int = 1) 
     return nngp_ntk(x1, x2, depth, activation="relu", sigma_w2=2.0)[0]
 
 
-def erf_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, depth: int = 1, *,
-            sigma_w2: float = 1.0, sigma_b2: float = 0.0) -> torch.Tensor:
+def erf_ntk(
+    x1: torch.Tensor,
+    x2: torch.Tensor | None = None,
+    depth: int = 1,
+    *,
+    sigma_w2: float = 1.0,
+    sigma_b2: float = 0.0,
+) -> torch.Tensor:
     """Infinite-width NTK of an erf MLP (Williams 1997 arcsine kernel recursion)."""
     return nngp_ntk(x1, x2, depth, activation="erf", sigma_w2=sigma_w2, sigma_b2=sigma_b2)[1]
 
@@ -243,19 +254,34 @@ class NTKMLP(nn.Module):
     forward multipliers ``1/√d`` (first layer) and ``√(σ_w²/n)`` (later layers), biases
     times ``σ_b``. Its empirical NTK converges to the infinite-width one as width grows."""
 
-    def __init__(self, in_dim: int, width: int, depth: int, out_dim: int = 1, *,
-                 activation: str = "relu", sigma_w2: float = 2.0, sigma_b2: float = 0.0,
-                 seed: int = 0, dtype: torch.dtype = torch.float64) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        width: int,
+        depth: int,
+        out_dim: int = 1,
+        *,
+        activation: str = "relu",
+        sigma_w2: float = 2.0,
+        sigma_b2: float = 0.0,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+    ) -> None:
         super().__init__()
         check_choice("activation", activation, ("relu", "erf"))
         g = torch.Generator().manual_seed(seed)
         dims = [in_dim] + [width] * depth + [out_dim]
         self.weights = nn.ParameterList(
-            nn.Parameter(torch.randn(b, a, generator=g, dtype=dtype)) for a, b in zip(dims, dims[1:])
+            nn.Parameter(torch.randn(b, a, generator=g, dtype=dtype))
+            for a, b in itertools.pairwise(dims)
         )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.randn(b, generator=g, dtype=dtype)) for b in dims[1:]
-        ) if sigma_b2 > 0 else None
+        self.biases = (
+            nn.ParameterList(
+                nn.Parameter(torch.randn(b, generator=g, dtype=dtype)) for b in dims[1:]
+            )
+            if sigma_b2 > 0
+            else None
+        )
         self.mults = [1.0 / math.sqrt(in_dim)] + [math.sqrt(sigma_w2 / width)] * depth
         self.sigma_b = math.sqrt(sigma_b2)
         self.act: nn.Module = nn.ReLU() if activation == "relu" else Erf()

@@ -97,8 +97,9 @@ class LayerSpectrum:
 # --- fits on an ESD -------------------------------------------------------------------------
 
 
-def ks_distance(sorted_x: np.ndarray, cdf_values: np.ndarray,
-                cdf_left: np.ndarray | None = None) -> float:
+def ks_distance(
+    sorted_x: np.ndarray, cdf_values: np.ndarray, cdf_left: np.ndarray | None = None
+) -> float:
     """Two-sided KS distance between the empirical CDF of ascending ``sorted_x`` and a model
     CDF evaluated at those points. Ties (e.g. the zero eigenvalues of a rank-deficient Gram
     matrix, matched by an atom of the model) jump the empirical CDF all at once."""
@@ -136,11 +137,17 @@ def fit_mp(
     emp = np.quantile(x, levels)
     sigma2 = float(np.dot(emp, ref) / np.dot(ref, ref))
     lo, hi = mp_edges(gamma, sigma2)
-    n_rows = int(round(p / gamma)) if n is None else int(n)
+    n_rows = round(p / gamma) if n is None else int(n)
     _, scale = tracy_widom_scale(n_rows, p, sigma2)
     ks = ks_distance(x, mp_cdf(x, gamma, sigma2))
-    return MPFit(sigma2=sigma2, gamma=float(gamma), lambda_minus=lo, lambda_plus=hi, ks=ks,
-                 threshold=hi + tw_sigmas * scale)
+    return MPFit(
+        sigma2=sigma2,
+        gamma=float(gamma),
+        lambda_minus=lo,
+        lambda_plus=hi,
+        ks=ks,
+        threshold=hi + tw_sigmas * scale,
+    )
 
 
 def mp_outliers(eigs: np.ndarray, fit: MPFit) -> np.ndarray:
@@ -163,8 +170,7 @@ def powerlaw_fit(
     x = x[x > 0]
     n = len(x)
     if n < min_tail + 1:
-        return PowerLawFit(alpha=math.nan, alpha_se=math.nan, xmin=math.nan, n_tail=0,
-                           ks=math.nan)
+        return PowerLawFit(alpha=math.nan, alpha_se=math.nan, xmin=math.nan, n_tail=0, ks=math.nan)
     logx = np.log(x)
     suffix = np.cumsum(logx[::-1])[::-1]  # Σ_{j≥k} ln x_j
     n_k = n - np.arange(n)
@@ -190,8 +196,13 @@ def powerlaw_fit(
     ks = np.where(np.isfinite(alphas), ks, np.inf)
     best = int(np.argmin(ks))
     a, nt = float(alphas[best]), int(n_k[cands[best]])
-    return PowerLawFit(alpha=a, alpha_se=(a - 1.0) / math.sqrt(nt), xmin=float(x[cands[best]]),
-                       n_tail=nt, ks=float(ks[best]))
+    return PowerLawFit(
+        alpha=a,
+        alpha_se=(a - 1.0) / math.sqrt(nt),
+        xmin=float(x[cands[best]]),
+        n_tail=nt,
+        ks=float(ks[best]),
+    )
 
 
 def stable_rank(singular_values: np.ndarray) -> float:
@@ -200,8 +211,9 @@ def stable_rank(singular_values: np.ndarray) -> float:
     return float(np.sum(s**2) / np.max(s) ** 2) if s.size and s.max() > 0 else 0.0
 
 
-def summarize(name: str, shape: tuple[int, ...], s: np.ndarray, *, tw_sigmas: float = 4.0,
-              min_tail: int = 10) -> LayerSpectrum:
+def summarize(
+    name: str, shape: tuple[int, ...], s: np.ndarray, *, tw_sigmas: float = 4.0, min_tail: int = 10
+) -> LayerSpectrum:
     """All per-matrix numbers from the singular values ``s`` of one matrix."""
     n, p = max(shape[0], math.prod(shape[1:])), min(shape[0], math.prod(shape[1:]))
     s = np.sort(np.asarray(s, dtype=np.float64))
@@ -213,18 +225,36 @@ def summarize(name: str, shape: tuple[int, ...], s: np.ndarray, *, tw_sigmas: fl
         spikes = mp_outliers(eigs, fit)
         pl = powerlaw_fit(eigs, min_tail=min_tail)
     else:  # zero (e.g. zero-initialised readout) or too small to fit
-        fit = MPFit(sigma2=0.0, gamma=gamma, lambda_minus=0.0, lambda_plus=0.0, ks=math.nan,
-                    threshold=math.inf)
+        fit = MPFit(
+            sigma2=0.0,
+            gamma=gamma,
+            lambda_minus=0.0,
+            lambda_plus=0.0,
+            ks=math.nan,
+            threshold=math.inf,
+        )
         spikes = np.zeros(0)
-        pl = PowerLawFit(alpha=math.nan, alpha_se=math.nan, xmin=math.nan, n_tail=0,
-                         ks=math.nan)
+        pl = PowerLawFit(alpha=math.nan, alpha_se=math.nan, xmin=math.nan, n_tail=0, ks=math.nan)
     lsn = math.log10(smax**2) if smax > 0 else -math.inf
     return LayerSpectrum(
-        name=name, shape=tuple(shape), n=n, p=p, spectral_norm=smax, stable_rank=stable_rank(s),
-        log_spectral_norm=lsn, mp_sigma2=fit.sigma2, mp_lambda_plus=fit.lambda_plus,
-        mp_ks=fit.ks, num_spikes=len(spikes), spikes=[float(v) for v in spikes],
-        alpha=pl.alpha, alpha_se=pl.alpha_se, alpha_xmin=pl.xmin, alpha_n_tail=pl.n_tail,
-        alpha_weighted=pl.alpha * lsn, eigenvalues=eigs,
+        name=name,
+        shape=tuple(shape),
+        n=n,
+        p=p,
+        spectral_norm=smax,
+        stable_rank=stable_rank(s),
+        log_spectral_norm=lsn,
+        mp_sigma2=fit.sigma2,
+        mp_lambda_plus=fit.lambda_plus,
+        mp_ks=fit.ks,
+        num_spikes=len(spikes),
+        spikes=[float(v) for v in spikes],
+        alpha=pl.alpha,
+        alpha_se=pl.alpha_se,
+        alpha_xmin=pl.xmin,
+        alpha_n_tail=pl.n_tail,
+        alpha_weighted=pl.alpha * lsn,
+        eigenvalues=eigs,
     )
 
 
@@ -237,11 +267,10 @@ def matrices(
     """Every weight matrix of a model or state dict (tensors with ≥ 2 dims; conv kernels
     flattened to ``(out, in·k·k)``), skipping ones whose smaller side is below ``min_dim``.
     Tied parameters (the same tensor under two names) appear once."""
-    items: Iterable[tuple[str, torch.Tensor]]
-    if isinstance(source, nn.Module):
-        items = source.named_parameters()  # de-duplicates tied weights
-    else:
-        items = source.items()
+    # named_parameters() already de-duplicates tied weights
+    items: Iterable[tuple[str, torch.Tensor]] = (
+        source.named_parameters() if isinstance(source, nn.Module) else source.items()
+    )
     out: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for name, t in items:
@@ -255,7 +284,9 @@ def matrices(
 
 
 def batched_svdvals(
-    mats: Mapping[str, torch.Tensor], *, dtype: torch.dtype = torch.float32,
+    mats: Mapping[str, torch.Tensor],
+    *,
+    dtype: torch.dtype = torch.float32,
     max_batch_elems: int = 2**27,
 ) -> dict[str, np.ndarray]:
     """Singular values of every matrix, one ``torch.linalg.svdvals`` call per shape group.
@@ -273,10 +304,12 @@ def batched_svdvals(
         chunk = max(1, max_batch_elems // (a * b))
         for i in range(0, len(names), chunk):
             part = names[i : i + chunk]
-            stack = torch.stack([
-                (mats[k] if mats[k].shape[0] >= mats[k].shape[1] else mats[k].T).to(dtype)
-                for k in part
-            ])
+            stack = torch.stack(
+                [
+                    (mats[k] if mats[k].shape[0] >= mats[k].shape[1] else mats[k].T).to(dtype)
+                    for k in part
+                ]
+            )
             with torch.no_grad():
                 sv = torch.linalg.svdvals(stack).double().cpu().numpy()
             for k, s in zip(part, sv, strict=True):
@@ -296,5 +329,7 @@ def weight_spectra(
     if not mats:
         raise UserError(f"no weight matrix with both sides >= {min_dim} to analyse")
     svals = batched_svdvals(mats, dtype=dtype)
-    return [summarize(name, tuple(m.shape), svals[name], tw_sigmas=tw_sigmas)
-            for name, m in mats.items()]
+    return [
+        summarize(name, tuple(m.shape), svals[name], tw_sigmas=tw_sigmas)
+        for name, m in mats.items()
+    ]

@@ -54,10 +54,11 @@ def _curves(df: pd.DataFrame) -> list[tuple[float, Array, Array]]:
     for _, g in df.groupby(key, sort=True):
         if g["N"].nunique() != 1:
             raise UserError(f"run {g[key].iloc[0]!r} has several model sizes N; one per run")
-        g = g.sort_values("C")
+        n_run = g["N"].iloc[0]
+        g = g.groupby("C", as_index=False)["loss"].min()  # best of repeats at one point
         lc = np.log(g["C"].to_numpy())
         if lc.size >= 2:
-            out.append((float(g["N"].iloc[0]), lc, g["loss"].to_numpy()))
+            out.append((float(n_run), lc, g["loss"].to_numpy()))
     return out
 
 

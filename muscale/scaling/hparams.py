@@ -113,7 +113,12 @@ def _level_optima(sub: pd.DataFrame, cols: list[str], method: str, tol: float) -
 
 
 def _optima(
-    df: pd.DataFrame, labels: Array, cols: list[str], method: str, tol: float, rng: Any = None
+    df: pd.DataFrame,
+    labels: NDArray[np.int64],
+    cols: list[str],
+    method: str,
+    tol: float,
+    rng: Any = None,
 ) -> pd.DataFrame:
     rows: list[dict] = []
     for lab in np.unique(labels):

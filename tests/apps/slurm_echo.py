@@ -22,7 +22,16 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-SLURM_KEYS = ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURM_RESTART_COUNT")
+#: environment of the job worth checking: who scheduled it, and what the launcher's setup set
+ENV_KEYS = (
+    "SLURM_JOB_ID",
+    "SLURM_ARRAY_JOB_ID",
+    "SLURM_ARRAY_TASK_ID",
+    "SLURM_RESTART_COUNT",
+    "SLURM_CPUS_PER_TASK",
+    "OMP_NUM_THREADS",
+    "SUBMITIT_EXECUTOR",
+)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="slurm_echo")
@@ -34,14 +43,13 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     state.write_text(json.dumps({"attempts": attempts, "job_id": os.environ.get("SLURM_JOB_ID")}))
     if cfg.hold_s > 0 and not resumed:
         time.sleep(float(cfg.hold_s))  # submitit's USR2 handler requeues us from here
-    record = {key.lower(): os.environ.get(key) for key in SLURM_KEYS}
+    record: dict[str, Any] = {key.lower(): os.environ.get(key) for key in ENV_KEYS}
     record.update(
         x=cfg.x,
         square=cfg.x**2,
         attempts=attempts,
         resumed=resumed,
         python=sys.executable,
-        submitit_executor=os.environ.get("SUBMITIT_EXECUTOR"),
     )
     (out / "echo.json").write_text(json.dumps(record))
     return record

@@ -1,0 +1,67 @@
+"""``muscale coord-check``: coordinate check of a muscale model over widths or depths.
+
+    muscale coord-check model=gpt param=mup widths=[64,128,256,512] steps=3 seeds=3
+    muscale coord-check model=mlp param=sp optim=adam expect=mup format=json
+    muscale coord-check model=mlp model.residual=true param.depth_alpha=0.5 depths=[2,4,8,16]
+
+Writes ``report.json`` and ``coord.png`` into ``out`` (default
+``outputs/coord_check/<timestamp>``) and prints a table; ``format=json`` prints only the
+report. Exit status: 0 passed, 1 failed, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from muscale.cli.common import check_format, compose, print_json
+
+
+def main(argv: list[str]) -> int:
+    cfg = compose("coord_check", argv)
+    fmt = check_format(str(cfg.format))
+    from muscale.coord.check import check_from_cfg, default_out, save
+
+    rep = check_from_cfg(cfg)
+    out = cfg.out or default_out()
+    paths = save(rep, out, plot=bool(cfg.plot))
+    if fmt == "json":
+        d = rep.to_json()
+        d["out"] = str(out)
+        print_json(d)
+    else:
+        print_summary(rep, paths)
+    return 0 if rep.passed else 1
+
+
+def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
+    """A rich table: rows = modules, columns = stat@step slopes; failures in red."""
+    from rich.console import Console
+    from rich.table import Table
+
+    d = rep.data
+    table = Table(title=f"coordinate check: slope of log2(stat) vs log2({d.axis}) "
+                  f"({d.axis}s {d.sizes}, {d.seeds} seeds, {d.wall_s:.1f} s)")
+    table.add_column("module")
+    table.add_column("kind")
+    cols = [(s, t) for t in range(d.steps + 1) for s in ("level", "change")
+            if not (s == "change" and t == 0)]
+    for s, t in cols:
+        table.add_column(f"{'A' if s == 'level' else 'D'}{t}", justify="right")
+    by = {(s.module, s.stat, s.step): s for s in rep.slopes}
+    for p in d.points:
+        cells = []
+        for s, t in cols:
+            sl = by.get((p.label, s, t))
+            if sl is None:
+                cells.append("[dim]0[/dim]")
+                continue
+            txt = f"{sl.slope:+.2f}"
+            cells.append(f"[red]{txt}[/red]" if sl.ok is False else
+                         (f"[dim]{txt}[/dim]" if sl.ok is None else txt))
+        table.add_row(p.label, p.kind, *cells)
+    con = Console(file=sys.stdout, width=max(100, 12 + 8 * len(cols) + 40))
+    con.print(table)
+    con.print("A = level mean|x_t|, D = change mean|x_t - x_0|; red: off the expectation, "
+              "dim: not judged, 0: identically zero (skipped)")
+    con.print(("[green]" if rep.passed else "[red]") + rep.verdict(), highlight=False)
+    con.print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -1,0 +1,117 @@
+"""``muscale train``: train one model as a Hydra app (run dirs, ``-m``, launchers).
+
+    muscale train model.width=128 optim.lr=0.02 data=pytext trainer.max_steps=500
+    muscale train hydra.run.dir=runs/w128 trainer.resume=auto
+    torchrun --nproc_per_node=2 -m muscale.train trainer.parallel=ddp hydra.run.dir=runs/ddp
+
+Before Hydra starts (and creates or touches any run directory) the overrides are composed
+and everything the run needs is validated, data and resume checkpoint included, so bad
+input is one line on stderr and exit status 2. Exit status 3: the run diverged.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from muscale.errors import UserError
+
+
+def register_schemas() -> None:
+    """The core, data and trainer schemas (idempotent; until muscale.config has them all)."""
+    from hydra.core.config_store import ConfigStore
+
+    from muscale.config import register_configs
+    from muscale.data.config import data_schemas
+    from muscale.train.config import train_schemas
+
+    register_configs()
+    cs = ConfigStore.instance()
+    for group, name, node in [*data_schemas(), *train_schemas()]:
+        cs.store(group=group, name=name, node=node)
+
+
+def _is_sweep_value(override: str) -> bool:
+    value = override.split("=", 1)[-1]
+    return "," in value and not value.startswith("[") or value.startswith(
+        ("range(", "choice(", "interval(", "glob(")
+    )
+
+
+def _run_dir_flag(flags: list[str]) -> Path | None:
+    for f in flags:
+        if f.startswith("hydra.run.dir="):
+            return Path(f.split("=", 1)[1])
+    return None
+
+
+def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
+    """Ranks other than 0 run Hydra in a scratch dir, writing no outputs or logs."""
+    if rank == 0:
+        return argv
+    drop = ("hydra.run.dir=", "hydra.output_subdir=", "hydra/job_logging=", "hydra/hydra_logging=")
+    return [a for a in argv if not a.startswith(drop)] + [
+        f"hydra.run.dir={scratch}",
+        "hydra.output_subdir=null",
+        "hydra/job_logging=disabled",
+        "hydra/hydra_logging=disabled",
+    ]
+
+
+def main(argv: list[str]) -> int:
+    import hydra
+
+    from muscale.cli.common import compose, conf_dir, hydra_flags
+    from muscale.config import to_dict
+    from muscale.train.distributed import env_info
+    from muscale.train.loop import EXIT_DIVERGED, prepare, run
+
+    overrides, flags = hydra_flags(argv)
+    if any(f in ("-h", "--help", "--cfg", "-c", "--info", "--hydra-help") for f in flags):
+        pass  # Hydra answers these itself
+    multirun = any(f in ("-m", "--multirun") for f in flags)
+    register_schemas()
+    cfg = compose("train", [o for o in overrides if not _is_sweep_value(o)])
+    pre: Any = None
+    if not multirun:
+        pre = prepare(cfg, _run_dir_flag(flags))
+    results: list[Any] = []
+
+    def task(job_cfg: DictConfig) -> int:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        data = None
+        if pre is not None and to_dict(job_cfg.data) == to_dict(cfg.data):
+            data = pre.data
+        try:
+            res = run(job_cfg, run_dir, data=data)
+        except UserError as exc:
+            sys.stderr.write(f"muscale train: error: {' '.join(str(exc).split())}\n")
+            raise SystemExit(2) from None
+        results.append(res)
+        if env_info()[0] == 0:
+            ev = res.final_eval_loss
+            sys.stderr.write(
+                f"muscale train: {'DIVERGED' if res.diverged else 'done'} at step {res.steps}"
+                f" | loss {res.final_loss} | eval_loss {ev} | {res.run_dir}\n"
+            )
+        return EXIT_DIVERGED if res.diverged else 0
+
+    rank = env_info()[0]
+    scratch = tempfile.mkdtemp(prefix=f"muscale-rank{rank}-") if rank else ""
+    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(task)
+    saved = sys.argv
+    sys.argv = ["muscale train", *_rank_argv(list(argv), rank, scratch)]
+    try:
+        app()
+    finally:
+        sys.argv = saved
+        if scratch:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return EXIT_DIVERGED if any(r.diverged for r in results) else 0

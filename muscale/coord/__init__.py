@@ -1,0 +1,42 @@
+"""Coordinate checks: do activations and their updates stay Θ(1) as width (or depth) grows?
+
+Public API::
+
+    from muscale.coord import coord_check, save
+    rep = coord_check(factory, [64, 128, 256, 512], batch=(x, y), optimizer=OptimConfig(...))
+    rep.passed, rep.failures, rep.signature, rep.verdict(); save(rep, "outputs/cc")
+
+See ``docs/coord_check.md`` for the protocol, the expected slopes and the calibration.
+"""
+
+from muscale.coord.check import (
+    check_from_cfg,
+    check_from_configs,
+    coord_check,
+    run_coord_check_from_config,
+    save,
+)
+from muscale.coord.fit import DEPTH_EXPECT, TOL, WIDTH_EXPECT, CoordReport, Slope, report
+from muscale.coord.points import KINDS, Point, resolve_points
+from muscale.coord.run import CoordData, collect, config_factory, synthetic_batch
+
+__all__ = [
+    "DEPTH_EXPECT",
+    "KINDS",
+    "TOL",
+    "WIDTH_EXPECT",
+    "CoordData",
+    "CoordReport",
+    "Point",
+    "Slope",
+    "check_from_cfg",
+    "check_from_configs",
+    "collect",
+    "config_factory",
+    "coord_check",
+    "report",
+    "resolve_points",
+    "run_coord_check_from_config",
+    "save",
+    "synthetic_batch",
+]
