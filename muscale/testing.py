@@ -50,9 +50,19 @@ def assert_coord_check(
     """
     from muscale.coord.check import coord_check, save
 
-    rep = coord_check(factory, widths, batch=batch, optimizer=optimizer, loss=loss,
-                      steps=steps, seeds=seeds, points=points, axis=axis, expect=expect,
-                      tol=tol)
+    rep = coord_check(
+        factory,
+        widths,
+        batch=batch,
+        optimizer=optimizer,
+        loss=loss,
+        steps=steps,
+        seeds=seeds,
+        points=points,
+        axis=axis,
+        expect=expect,
+        tol=tol,
+    )
     if out is not None:
         save(rep, out)
     if not rep.passed:

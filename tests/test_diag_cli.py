@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from safetensors.torch import save_file
 
 from muscale.build import build_model
 from muscale.cli.main import main
@@ -14,15 +13,22 @@ from muscale.models.configs import GPTConfig, MLPConfig
 
 
 def _checkpoint(root, mcfg):
+    """A checkpoint as the trainer writes it (its own ``save_checkpoint``)."""
+    from muscale.train.checkpoint import save_checkpoint
+
     pcfg = {"scheme": "mup", "base_width": 32}
     model, plan = build_model(mcfg, pcfg)
-    ck = root / "checkpoints" / "step_0000010"
-    ck.mkdir(parents=True)
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()}, str(ck / "model.safetensors")
+    config = {"model": to_dict(mcfg), "param": pcfg}
+    save_checkpoint(
+        root / "checkpoints",
+        step=10,
+        model_state=model.state_dict(),
+        optim_state={"state": {}, "param_groups": []},
+        train_state={},
+        config=config,
+        plan=plan,
+        keep=1,
     )
-    meta = {"config": {"model": to_dict(mcfg), "param": pcfg}, "plan": plan.to_dict(), "step": 10}
-    (ck / "meta.json").write_text(json.dumps(meta))
     return root
 
 

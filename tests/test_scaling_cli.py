@@ -211,3 +211,22 @@ def test_real_command_in_a_subprocess(tmp_path):
     )
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "no such file" in bad.stderr
+
+
+def test_fit_training_curves_adds_approach_1(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    rows = [
+        {"run": f"r{i}", "N": n, "D": d, "loss": TRUTH.loss(n, d) * np.exp(rng.normal(0, 1e-3))}
+        for i, n in enumerate(np.logspace(7.5, 10.5, 16))
+        for d in np.logspace(8, 12, 25)
+    ]
+    path = tmp_path / "curves.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    rc, out, err = run(
+        capsys, "fit", f"data={path}", "bootstrap=20", f"out={tmp_path}", "format=json"
+    )
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["approach1"]["a"] == pytest.approx(TRUTH.a, abs=0.03)
+    assert d["alpha"] == pytest.approx(TRUTH.alpha, abs=0.01)
+    assert any("checkpoints" in n for n in d["notes"])

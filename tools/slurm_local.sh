@@ -246,7 +246,7 @@ cmd_start() {
 
 # Stop the named daemons (ours: by their pid files), together, waiting up to 10 s.
 stop_daemons() {
-  local name pid pids=() i
+  local name pid pids=()
   for name in "$@"; do
     if pid=$(live_pid "$name"); then
       kill -TERM "$pid" 2>/dev/null || true
@@ -255,7 +255,7 @@ stop_daemons() {
     rm -f "$DIR/run/$name.pid"
   done
   for pid in "${pids[@]}"; do
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.1
     done

@@ -55,6 +55,9 @@ class MuscaleSweeper(Sweeper):
         losses: dict[str, tuple[Any, float]] = {}
         done = {r.key: r for r in store.records(cfg.name)}
         fixed = _fixed_arguments(arguments)
+        if not any(a.startswith("param.base_width=") for a in fixed):
+            # μP's base shape: the smallest proxy unless the user says otherwise
+            fixed.append(f"param.base_width={min(cfg.widths)}")
         job_idx, returns = 0, []
         for _ in range(self.max_rounds):
             trials = plan.next_round(losses)

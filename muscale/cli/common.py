@@ -31,8 +31,11 @@ def conf_dir() -> Path:
     return path
 
 
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
+def compose(config_name: str, overrides: list[str], *, extra_dir: str | None = None) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line ``overrides``.
+
+    ``extra_dir`` is searched too (Hydra's ``--config-dir``), e.g. for a transfer config
+    written by ``muscale transfer`` that extends ``train``.
 
     Registers muscale's structured-config schemas first (explicitly, not at import time),
     so that typos and wrong types fail at composition with Hydra's message.
@@ -45,8 +48,12 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
 
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=list(overrides))
+    primary, extra = str(conf_dir()), []
+    if extra_dir:  # the user's dir is primary; conf/ stays on the search path for its defaults
+        extra = [f"hydra.searchpath=[file://{primary}]"]
+        primary = str(Path(extra_dir).resolve())
+    with initialize_config_dir(config_dir=primary, version_base="1.3"):
+        return hydra_compose(config_name=config_name, overrides=[*overrides, *extra])
 
 
 def print_json(obj: Any) -> None:
@@ -71,14 +78,44 @@ def check_format(value: str) -> str:
     return value
 
 
+#: Hydra command-line flags that take a value in the next argument
+VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
+               "--experimental-rerun")
+
+
 def hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
     """Split argv into plain overrides (composable) and Hydra's own flags/``hydra.*`` keys."""
     overrides: list[str] = []
     flags: list[str] = []
-    for a in argv:
-        is_flag = a.startswith("-") or a.startswith(("hydra.", "hydra/", "+hydra.", "~hydra"))
-        (flags if is_flag else overrides).append(a)
+    args = iter(argv)
+    for a in args:
+        if a in VALUE_FLAGS:
+            flags += [a, next(args, "")]
+        elif a.startswith("-") or a.startswith(("hydra.", "hydra/", "+hydra.", "~hydra")):
+            flags.append(a)
+        else:
+            overrides.append(a)
     return overrides, flags
+
+
+def config_location(flags: list[str], default_name: str) -> tuple[str, str | None]:
+    """``(--config-name, --config-dir)`` from Hydra flags (either ``--flag X`` or ``--flag=X``)."""
+    found: dict[str, str] = {}
+    for i, f in enumerate(flags):
+        key, eq, val = f.partition("=")
+        if key in VALUE_FLAGS:
+            found[key] = val if eq else (flags[i + 1] if i + 1 < len(flags) else "")
+    name = found.get("--config-name") or found.get("-cn") or default_name
+    cdir = found.get("--config-dir") or found.get("-cd")
+    return name, cdir
+
+
+def is_sweep_value(override: str) -> bool:
+    """A Hydra sweep (``a,b``, ``range(...)``...), which compose cannot take."""
+    value = override.split("=", 1)[-1]
+    return ("," in value and not value.startswith(("[", "{"))) or value.startswith(
+        ("range(", "choice(", "interval(", "glob(")
+    )
 
 
 def run_hydra_app(

@@ -39,12 +39,18 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
     from rich.table import Table
 
     d = rep.data
-    table = Table(title=f"coordinate check: slope of log2(stat) vs log2({d.axis}) "
-                  f"({d.axis}s {d.sizes}, {d.seeds} seeds, {d.wall_s:.1f} s)")
+    table = Table(
+        title=f"coordinate check: slope of log2(stat) vs log2({d.axis}) "
+        f"({d.axis}s {d.sizes}, {d.seeds} seeds, {d.wall_s:.1f} s)"
+    )
     table.add_column("module")
     table.add_column("kind")
-    cols = [(s, t) for t in range(d.steps + 1) for s in ("level", "change")
-            if not (s == "change" and t == 0)]
+    cols = [
+        (s, t)
+        for t in range(d.steps + 1)
+        for s in ("level", "change")
+        if not (s == "change" and t == 0)
+    ]
     for s, t in cols:
         table.add_column(f"{'A' if s == 'level' else 'D'}{t}", justify="right")
     by = {(s.module, s.stat, s.step): s for s in rep.slopes}
@@ -56,12 +62,17 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
                 cells.append("[dim]0[/dim]")
                 continue
             txt = f"{sl.slope:+.2f}"
-            cells.append(f"[red]{txt}[/red]" if sl.ok is False else
-                         (f"[dim]{txt}[/dim]" if sl.ok is None else txt))
+            cells.append(
+                f"[red]{txt}[/red]"
+                if sl.ok is False
+                else (f"[dim]{txt}[/dim]" if sl.ok is None else txt)
+            )
         table.add_row(p.label, p.kind, *cells)
     con = Console(file=sys.stdout, width=max(100, 12 + 8 * len(cols) + 40))
     con.print(table)
-    con.print("A = level mean|x_t|, D = change mean|x_t - x_0|; red: off the expectation, "
-              "dim: not judged, 0: identically zero (skipped)")
+    con.print(
+        "A = level mean|x_t|, D = change mean|x_t - x_0|; red: off the expectation, "
+        "dim: not judged, 0: identically zero (skipped)"
+    )
     con.print(("[green]" if rep.passed else "[red]") + rep.verdict(), highlight=False)
     con.print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -117,12 +117,18 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
             seed=seed,
         )
     curves = "run" in df and df.groupby("run").size().max() > 1
-    final = df
-    if curves:  # training curves: the law is fitted to each run's last checkpoint
+    final = df  # one row per run: what approach 2 groups into isoFLOP levels
+    rows3 = df  # what approach 3 fits
+    if curves:
         final = df.loc[df.groupby("run")["C"].idxmax()]
-        notes.append("runs have several checkpoints: approaches 2 and 3 use each run's last")
+        notes.append(
+            "runs have several checkpoints: approach 2 uses each run's last, approach 3 every "
+            "checkpoint (an intermediate loss of a decaying schedule overstates a run of that "
+            "length)"
+        )
     if hp is not None:  # a hyperparameter sweep: only the best run of each (N, D) is optimal
         final = final.loc[final.groupby(["N", "D"])["loss"].idxmin()]
+        rows3 = rows3.loc[rows3.groupby(["N", "D"])["loss"].idxmin()]
         notes.append("hyperparameter sweep: approaches 2 and 3 use the best run per (N, D)")
 
     fit2 = fit1 = None  # the cheap approaches first, so that their input errors come fast
@@ -146,7 +152,7 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     if 1 in chosen or (auto and curves):
         fit1 = fit_approach1(df, flops=flops, n_boot=min(n_boot, 200), level=level, seed=seed)
     fit3 = fit_approach3(
-        final,
+        rows3,
         delta=float(cfg.delta),
         drop_top=int(cfg.drop_top),
         min_N=float(cfg.min_N),
@@ -181,7 +187,7 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     report["notes"] = notes
     return {
         "report": report,
-        "df": final,
+        "df": rows3,
         "fit3": fit3,
         "fit2": fit2,
         "fit1": fit1,

@@ -42,8 +42,17 @@ def coord_check(
     (``"mup"``, ``"sp"``, ``"ntk"``; depth mode ``"alpha=0"``, ``"alpha=0.5"``,
     ``"alpha=1"``); default: what the plan claims. See :mod:`muscale.coord.fit`.
     """
-    data = collect(factory, sizes, batch=batch, optimizer=optimizer, loss=loss, steps=steps,
-                   seeds=seeds, points=points, axis=axis)
+    data = collect(
+        factory,
+        sizes,
+        batch=batch,
+        optimizer=optimizer,
+        loss=loss,
+        steps=steps,
+        seeds=seeds,
+        points=points,
+        axis=axis,
+    )
     return report(data, expect=expect, tol=tol)
 
 
@@ -87,17 +96,34 @@ def check_from_configs(
     from muscale.optim.config import OptimConfig
 
     ocfg = optim_cfg if isinstance(optim_cfg, OptimConfig) else OptimConfig(**to_dict(optim_cfg))
-    factory = config_factory(model_cfg, param_cfg, family=ocfg.rule_family, axis=axis,
-                             device=device)
-    batch = synthetic_batch(model_cfg, batch_size=batch_size, seq_len=seq_len, seed=data_seed,
-                            device=device)
-    return coord_check(factory, sizes, batch=batch, optimizer=ocfg, steps=steps, seeds=seeds,
-                       axis=axis, expect=expect, tol=tol)
+    factory = config_factory(
+        model_cfg, param_cfg, family=ocfg.rule_family, axis=axis, device=device
+    )
+    batch = synthetic_batch(
+        model_cfg, batch_size=batch_size, seq_len=seq_len, seed=data_seed, device=device
+    )
+    return coord_check(
+        factory,
+        sizes,
+        batch=batch,
+        optimizer=ocfg,
+        steps=steps,
+        seeds=seeds,
+        axis=axis,
+        expect=expect,
+        tol=tol,
+    )
 
 
 def run_coord_check_from_config(
-    *, model: str = "gpt", widths: Sequence[int], steps: int = 3, seeds: int = 2,
-    out: str | Path | None = None, param: str = "mup", optim: str = "adam",
+    *,
+    model: str = "gpt",
+    widths: Sequence[int],
+    steps: int = 3,
+    seeds: int = 2,
+    out: str | Path | None = None,
+    param: str = "mup",
+    optim: str = "adam",
     overrides: Sequence[str] = (),
 ) -> bool:
     """μP coordinate check of a ``conf/`` model (``muscale pipeline``'s first stage):
@@ -106,9 +132,18 @@ def run_coord_check_from_config(
     from muscale.cli.common import compose
 
     lst = "[" + ",".join(str(int(w)) for w in widths) + "]"
-    cfg = compose("coord_check", [f"model={model}", f"param={param}", f"optim={optim}",
-                                  f"widths={lst}", f"steps={steps}", f"seeds={seeds}",
-                                  *overrides])
+    cfg = compose(
+        "coord_check",
+        [
+            f"model={model}",
+            f"param={param}",
+            f"optim={optim}",
+            f"widths={lst}",
+            f"steps={steps}",
+            f"seeds={seeds}",
+            *overrides,
+        ],
+    )
     rep = check_from_cfg(cfg)
     save(rep, out or default_out(), plot=bool(cfg.plot))
     return rep.passed
@@ -122,7 +157,17 @@ def check_from_cfg(cfg: Any) -> CoordReport:
     axis = "depth" if depths else "width"
     sizes = list(OmegaConf.to_container(depths if depths else cfg.widths))  # type: ignore[arg-type]
     return check_from_configs(
-        cfg.model, cfg.param, cfg.optim, sizes, axis=axis, steps=cfg.steps, seeds=cfg.seeds,
-        batch_size=int(cfg.batch_size), seq_len=cfg.seq_len, data_seed=int(cfg.data_seed),
-        expect=cfg.expect, tol=cfg.tol, device=str(cfg.device),
+        cfg.model,
+        cfg.param,
+        cfg.optim,
+        sizes,
+        axis=axis,
+        steps=cfg.steps,
+        seeds=cfg.seeds,
+        batch_size=int(cfg.batch_size),
+        seq_len=cfg.seq_len,
+        data_seed=int(cfg.data_seed),
+        expect=cfg.expect,
+        tol=cfg.tol,
+        device=str(cfg.device),
     )

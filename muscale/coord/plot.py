@@ -20,20 +20,26 @@ def plot_coord(data: CoordData, path: str | Path, *, title: str | None = None) -
 
     level, change = data.mean_over_seeds()
     steps = data.steps + 1
-    fig, axes = plt.subplots(2, steps, figsize=(3.2 * steps, 6.4), squeeze=False,
-                             sharex=True)
+    fig, axes = plt.subplots(2, steps, figsize=(3.2 * steps, 6.4), squeeze=False, sharex=True)
     cmap = plt.get_cmap("viridis")
     n = len(data.points)
-    for row, (stat, arr) in enumerate((("level  mean|x_t|", level),
-                                       ("change  mean|x_t - x_0|", change))):
+    for row, (stat, arr) in enumerate(
+        (("level  mean|x_t|", level), ("change  mean|x_t - x_0|", change))
+    ):
         for t in range(steps):
             ax = axes[row, t]
             for j, p in enumerate(data.points):
                 y = arr[:, j, t]
                 if not np.any(y > 0):
                     continue
-                ax.plot(data.sizes, np.where(y > 0, y, np.nan), marker="o", ms=3,
-                        color=cmap(j / max(n - 1, 1)), label=p.label)
+                ax.plot(
+                    data.sizes,
+                    np.where(y > 0, y, np.nan),
+                    marker="o",
+                    ms=3,
+                    color=cmap(j / max(n - 1, 1)),
+                    label=p.label,
+                )
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
             ax.set_title(f"t = {t}", fontsize=9)
@@ -45,8 +51,9 @@ def plot_coord(data: CoordData, path: str | Path, *, title: str | None = None) -
     if not handles:
         handles, labels = axes[1, -1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="center right", fontsize=7, frameon=False)
-    head = title or f"coordinate check ({data.scheme or 'model'}, {data.family}, " \
-        f"{data.seeds} seeds)"
+    head = (
+        title or f"coordinate check ({data.scheme or 'model'}, {data.family}, {data.seeds} seeds)"
+    )
     fig.suptitle(head, fontsize=10)
     fig.tight_layout(rect=(0, 0, 0.8, 0.95))
     path = Path(path)

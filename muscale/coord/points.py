@@ -53,10 +53,7 @@ def gpt_points(model: nn.Module, *, relative: bool = False) -> list[Point]:
     of different depths line up.
     """
     depth = len(model.blocks)  # type: ignore[arg-type]
-    if relative:
-        picks = {depth - 1: "blocks[-1]"}
-    else:
-        picks = {i: f"blocks.{i}" for i in range(depth)}
+    picks = {depth - 1: "blocks[-1]"} if relative else {i: f"blocks.{i}" for i in range(depth)}
     pts = [Point(name="wte", kind="embed")]
     for i, lab in picks.items():
         pre = f"blocks.{i}"
@@ -74,10 +71,7 @@ def mlp_points(model: nn.Module, *, relative: bool = False) -> list[Point]:
     pre-activation, or the residual stream when residual), ``out`` (logits)."""
     depth = len(model.blocks)  # type: ignore[arg-type]
     kind = "residual" if model.cfg.residual else "hidden"  # type: ignore[union-attr]
-    if relative:
-        picks = {depth - 1: "blocks[-1]"}
-    else:
-        picks = {i: f"blocks.{i}" for i in range(depth)}
+    picks = {depth - 1: "blocks[-1]"} if relative else {i: f"blocks.{i}" for i in range(depth)}
     pts = [Point(name="inp", kind="embed")]
     pts += [Point(name=f"blocks.{i}", kind=kind, label=lab) for i, lab in picks.items()]
     return [*pts, Point(name="out", kind="logits")]
@@ -86,7 +80,9 @@ def mlp_points(model: nn.Module, *, relative: bool = False) -> list[Point]:
 PointsSpec = Sequence[str | Point] | Mapping[str, str] | None
 
 
-def resolve_points(model: nn.Module, points: PointsSpec = None, *, relative: bool = False) -> list[Point]:
+def resolve_points(
+    model: nn.Module, points: PointsSpec = None, *, relative: bool = False
+) -> list[Point]:
     """The points to hook on ``model``.
 
     ``None``: the defaults of a muscale MLP or GPT. For any other module give ``points``:

@@ -249,7 +249,11 @@ def validate(sizes: Sequence[int], steps: int, seeds: int, axis: str = "width") 
 
 
 def config_factory(
-    model_cfg: Any, param_cfg: Any, *, family: str = "adam", axis: str = "width",
+    model_cfg: Any,
+    param_cfg: Any,
+    *,
+    family: str = "adam",
+    axis: str = "width",
     device: str = "cpu",
 ) -> Callable[[int, int], tuple[nn.Module, Plan]]:
     """``(size, seed) -> (model, plan)`` for a muscale model config at varying width/depth.
@@ -273,7 +277,11 @@ def config_factory(
 
 
 def synthetic_batch(
-    model_cfg: Any, *, batch_size: int = 8, seq_len: int | None = None, seed: int = 0,
+    model_cfg: Any,
+    *,
+    batch_size: int = 8,
+    seq_len: int | None = None,
+    seed: int = 0,
     device: str = "cpu",
 ) -> Batch:
     """A fixed batch for a muscale model: uniform random tokens and next tokens (GPT) or

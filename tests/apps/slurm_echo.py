@@ -40,7 +40,9 @@ def main(cfg: DictConfig) -> dict[str, Any]:
     state = out / "state.json"
     resumed = state.is_file()
     attempts = json.loads(state.read_text())["attempts"] + 1 if resumed else 1
-    state.write_text(json.dumps({"attempts": attempts, "job_id": os.environ.get("SLURM_JOB_ID")}))
+    tmp = state.with_suffix(".tmp")  # written whole, then renamed: a reader never sees half
+    tmp.write_text(json.dumps({"attempts": attempts, "job_id": os.environ.get("SLURM_JOB_ID")}))
+    os.replace(tmp, state)
     if cfg.hold_s > 0 and not resumed:
         time.sleep(float(cfg.hold_s))  # submitit's USR2 handler requeues us from here
     record: dict[str, Any] = {key.lower(): os.environ.get(key) for key in ENV_KEYS}

@@ -1,0 +1,139 @@
+"""Benchmark: muscale's GPT coordinate check against microsoft/mup's ``get_coord_data``.
+
+Same GPT (depth 2, 4 heads, RoPE, vocab 256), widths 64..1024, 4 optimizer steps, 3 seeds,
+one fixed batch of 8 x 64 tokens, Adam lr 0.01, CPU. Each contender runs in its own
+subprocess (wall time, peak RSS via resource.getrusage). mup records only the level
+(mean |x|) of every module; muscale records level and change at the hooked points. mup
+records at t = 1..nsteps *before* each step, so it gets nsteps = T + 1 to see the same
+t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
+
+    python tools/bench_coord_check.py            # the table
+    python tools/bench_coord_check.py --small    # quick smoke run (widths 64..256)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+WIDTHS = [64, 128, 256, 512, 1024]
+STEPS, SEEDS, BATCH, SEQ, DEPTH, LR = 4, 3, 8, 64, 2, 0.01
+
+
+def _gpt_cfg(width: int):
+    from muscale.models.configs import GPTConfig
+
+    return GPTConfig(width=width, depth=DEPTH, n_heads=4, vocab_size=256, seq_len=SEQ)
+
+
+def run_muscale(widths: list[int]) -> dict:
+    from muscale.coord import check_from_configs
+    from muscale.optim.config import OptimConfig
+    from muscale.param.config import ParamConfig
+
+    t0 = time.perf_counter()
+    rep = check_from_configs(
+        _gpt_cfg(64),
+        ParamConfig(scheme="mup", base_width=64),
+        OptimConfig(name="adam", lr=LR),
+        widths,
+        steps=STEPS,
+        seeds=SEEDS,
+        batch_size=BATCH,
+        seq_len=SEQ,
+    )
+    return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "passed": rep.passed}
+
+
+def run_mup(widths: list[int]) -> dict:
+    import math
+
+    import torch
+    from mup import MuAdam, MuReadout, set_base_shapes
+    from mup.coord_check import get_coord_data
+
+    from muscale.coord.run import synthetic_batch
+    from muscale.models.gpt import GPT
+
+    def build(width: int, init: bool = True):
+        cfg = _gpt_cfg(width)
+        d_h = width // cfg.n_heads
+        # muP attention 1/d, equal to 1/sqrt(d) at the base head_dim (16)
+        mults = {"input": 1.0, "output": 1.0, "branch": 1.0, "attn_scale": math.sqrt(16) / d_h}
+        model = GPT(cfg, mults)
+        model.lm_head = MuReadout(width, cfg.vocab_size, bias=False, readout_zero_init=True)
+        return model
+
+    base, delta = build(64), build(128)
+
+    def lazy(width: int):
+        def f():
+            model = build(width)
+            set_base_shapes(model, base, delta=delta)
+            with torch.no_grad():
+                for blk in model.blocks:
+                    blk.attn.q_proj.weight.zero_()
+            return model
+
+        return f
+
+    x, y = synthetic_batch(_gpt_cfg(64), batch_size=BATCH, seq_len=SEQ)
+    loader = [(x, y.reshape(-1))]
+    t0 = time.perf_counter()
+    df = get_coord_data(
+        {w: lazy(w) for w in widths},
+        loader,
+        optimizer="adam",
+        lr=LR,
+        mup=True,
+        nsteps=STEPS + 1,
+        nseeds=SEEDS,
+        cuda=False,
+        flatten_output=True,
+        show_progress=False,
+    )
+    _ = MuAdam
+    return {"wall_s": time.perf_counter() - t0, "records": len(df), "passed": None}
+
+
+def _child(name: str, widths: list[int]) -> None:
+    import resource
+
+    res = {"muscale": run_muscale, "mup": run_mup}[name](widths)
+    res["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(res))
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        _child(sys.argv[2], json.loads(sys.argv[3]))
+        return
+    widths = [64, 128, 256] if "--small" in sys.argv else WIDTHS
+    rows = {}
+    for name in ("muscale", "mup"):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", name, json.dumps(widths)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    m, u = rows["muscale"], rows["mup"]
+    print(
+        f"GPT coord check: widths {widths}, depth {DEPTH}, batch {BATCH}x{SEQ}, "
+        f"{STEPS} steps, {SEEDS} seeds, Adam lr {LR}, CPU"
+    )
+    print("| contender | wall s | peak RSS MB | records |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['wall_s']:.1f} | {r['maxrss_mb']:.0f} | {r['records']} |")
+    print(
+        f"| ratio mup/muscale | {u['wall_s'] / m['wall_s']:.2f}x | "
+        f"{u['maxrss_mb'] / m['maxrss_mb']:.2f}x | |"
+    )
+
+
+if __name__ == "__main__":
+    main()
