@@ -116,6 +116,7 @@ def test_cli_bad_input_exits_2(args, tmp_path):
     assert cli(["coord-check", "model=mlp", f"out={tmp_path}", *args]) == 2
 
 
+@pytest.mark.slow
 def test_cli_json_pass_and_fail(tmp_path, capsys):
     common = [
         "coord-check",
@@ -154,6 +155,7 @@ def test_cli_table(tmp_path, capsys):
     assert rc in (0, 1) and "coordinate check" in text and "blocks.0" in text
 
 
+@pytest.mark.slow
 @pytest.mark.coord_check
 def test_pytest_fixture_and_marker(coord_check):
     from muscale.coord.run import config_factory, synthetic_batch

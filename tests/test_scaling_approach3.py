@@ -121,22 +121,26 @@ def test_analytic_gradient_matches_finite_differences(chinchilla):
 
 
 def test_batched_lbfgs_reaches_scipy_optimum(chinchilla):
-    """Same starts, same data: every start ends at an objective no worse than scipy's
-    L-BFGS-B from that start (up to round-off), and the best optima agree."""
+    """Same starts, same data: the batched runs end no worse than scipy's L-BFGS-B from the
+    same starts, and scipy cannot improve on the batched optimum."""
     from muscale.scaling.approach3 import _Centred
 
     df = chinchilla.drop(chinchilla["loss"].nlargest(5).index)
     log_n, log_d, log_l = (np.log(df[k].to_numpy()) for k in ("N", "D", "loss"))
-    starts = standard_grid()[np.random.default_rng(0).choice(4500, 25, replace=False)]
+    starts = standard_grid()[np.random.default_rng(0).choice(4500, 10, replace=False)]
     res = _Centred(df).minimize(starts, 1e-3, ftol=1e-12, gtol=1e-12, max_iter=2000)
 
     def fg(x):
         f, g = objective(x[None], log_n, log_d, log_l)
         return f[0], g[0]
 
-    ref = [minimize(fg, s, jac=True, method="L-BFGS-B").fun for s in starts]
-    assert res.fun.min() == pytest.approx(min(ref), rel=1e-6)
-    assert np.median(res.fun / np.array(ref)) <= 1 + 1e-6
+    ref = np.array([minimize(fg, s, jac=True, method="L-BFGS-B").fun for s in starts])
+    assert res.fun.min() <= ref.min() * (1 + 1e-9)
+    assert np.median(res.fun / ref) <= 1 + 1e-6
+    # scipy started at the batched optimum finds nothing lower: it is scipy's optimum too
+    best = res.x[np.argmin(res.fun)]
+    polished = minimize(fg, best, jac=True, method="L-BFGS-B", options={"ftol": 1e-15})
+    assert polished.fun >= res.fun.min() * (1 - 1e-9)
 
 
 def test_too_few_points_is_a_user_error():

@@ -217,8 +217,8 @@ def test_fit_training_curves_adds_approach_1(capsys, tmp_path):
     rng = np.random.default_rng(0)
     rows = [
         {"run": f"r{i}", "N": n, "D": d, "loss": TRUTH.loss(n, d) * np.exp(rng.normal(0, 1e-3))}
-        for i, n in enumerate(np.logspace(7.5, 10.5, 16))
-        for d in np.logspace(8, 12, 25)
+        for i, n in enumerate(np.logspace(7.5, 10.5, 14))
+        for d in np.logspace(8, 12, 16)
     ]
     path = tmp_path / "curves.parquet"
     pd.DataFrame(rows).to_parquet(path)

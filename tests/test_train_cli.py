@@ -11,15 +11,23 @@ from pathlib import Path
 import pytest
 
 TINY = [
-    "param.base_width=32", "model.width=32", "model.depth=1", "data.seq_len=16",
-    "data.batch_size=4", "data.eval_batches=1", "trainer.device=cpu", "trainer.max_steps=3",
+    "param.base_width=32",
+    "model.width=32",
+    "model.depth=1",
+    "data.seq_len=16",
+    "data.batch_size=4",
+    "data.eval_batches=1",
+    "trainer.device=cpu",
+    "trainer.max_steps=3",
     "trainer.log_every=1",
 ]
 
 
 def muscale(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "muscale", "train", *args], capture_output=True, text=True,
+        [sys.executable, "-m", "muscale", "train", *args],
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -27,7 +35,8 @@ def muscale(*args: str) -> subprocess.CompletedProcess:
 def snapshot(root: Path) -> dict[str, str]:
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*")) if p.is_file()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -78,8 +87,13 @@ def test_bad_inputs_are_one_line_and_exit_2(trained: Path, tmp_path: Path) -> No
 
 def test_divergence_exits_3(tmp_path: Path) -> None:
     out = muscale(
-        *TINY, f"hydra.run.dir={tmp_path}", "param.scheme=sp", "optim.lr=50",
-        "trainer.grad_clip=0", "optim.schedule.warmup_steps=0", "trainer.max_steps=20",
+        *TINY,
+        f"hydra.run.dir={tmp_path}",
+        "param.scheme=sp",
+        "optim.lr=50",
+        "trainer.grad_clip=0",
+        "optim.schedule.warmup_steps=0",
+        "trainer.max_steps=20",
     )
     assert out.returncode == 3, out.stderr
     assert '"diverged": true' in (tmp_path / "result.json").read_text()

@@ -16,9 +16,16 @@ from muscale.train.logging import read_metrics
 pytestmark = [pytest.mark.distributed, pytest.mark.slow]
 
 TINY = [
-    "param.base_width=32", "model.width=32", "model.depth=2", "data.seq_len=16",
-    "data.batch_size=8", "data.eval_batches=2", "trainer.device=cpu", "trainer.max_steps=6",
-    "trainer.log_every=1", "trainer.eval_every=3",
+    "param.base_width=32",
+    "model.width=32",
+    "model.depth=2",
+    "data.seq_len=16",
+    "data.batch_size=8",
+    "data.eval_batches=2",
+    "trainer.device=cpu",
+    "trainer.max_steps=6",
+    "trainer.log_every=1",
+    "trainer.eval_every=3",
 ]
 
 
@@ -27,8 +34,11 @@ def _torchrun(*args: str) -> subprocess.CompletedProcess:
     cmd = [exe] if exe else [sys.executable, "-m", "torch.distributed.run"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [*cmd, "--nproc_per_node=2", "--master_port=0", "-m", "muscale.train", *args],
-        capture_output=True, text=True, timeout=300, env=env,
+        [*cmd, "--standalone", "--nproc_per_node=2", "-m", "muscale.train", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
 
@@ -64,8 +74,10 @@ def test_two_processes_match_one(parallel: str, single: list[float], tmp_path: P
 
     register_schemas()
     res = run(
-        compose("train", [*TINY, "trainer.max_steps=8", "trainer.progress=off",
-                          f"trainer.resume={run_dir}"]),
+        compose(
+            "train",
+            [*TINY, "trainer.max_steps=8", "trainer.progress=off", f"trainer.resume={run_dir}"],
+        ),
         tmp_path / "resumed",
     )
     assert res.completed and res.steps == 8

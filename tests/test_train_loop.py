@@ -64,8 +64,14 @@ def test_wider_mup_reaches_lower_loss_at_same_lr(tmp_path: Path) -> None:
     out = {}
     for w in (32, 96):
         cfg = compose_train(
-            [f"model.width={w}", "model.depth=2", "trainer.max_steps=50", "trainer.eval_every=0",
-             "data.eval_batches=4", "trainer.save_final=false"]
+            [
+                f"model.width={w}",
+                "model.depth=2",
+                "trainer.max_steps=50",
+                "trainer.eval_every=0",
+                "data.eval_batches=4",
+                "trainer.save_final=false",
+            ]
         )
         out[w] = run(cfg, tmp_path / f"w{w}").final_eval_loss
     assert out[96] < out[32] - 0.1, out
@@ -95,8 +101,14 @@ def test_resume_from_finished_run_returns_its_result(tmp_path: Path) -> None:
 
 def test_divergence_stops_and_is_recorded(tmp_path: Path) -> None:
     cfg = compose_train(
-        ["param.scheme=sp", "optim.lr=50", "trainer.grad_clip=0", "trainer.max_steps=30",
-         "trainer.log_every=5", "optim.schedule.warmup_steps=0"]
+        [
+            "param.scheme=sp",
+            "optim.lr=50",
+            "trainer.grad_clip=0",
+            "trainer.max_steps=30",
+            "trainer.log_every=5",
+            "optim.schedule.warmup_steps=0",
+        ]
     )
     res = run(cfg, tmp_path)
     assert res.diverged and not res.completed and res.steps < 30
@@ -123,9 +135,25 @@ def test_teacher_data_trains_an_mlp(tmp_path: Path) -> None:
     register_schemas()
     cfg = compose(
         "train",
-        ["model=mlp", "data=teacher", "model.width=64", "param.base_width=64",
-         "data.batch_size=32", "trainer.max_steps=30", "trainer.device=cpu",
-         "trainer.progress=off", "trainer.log_every=1", "data.eval_batches=2"],
+        [
+            "model=mlp",
+            "data=teacher",
+            "model.width=64",
+            "param.base_width=64",
+            "data.batch_size=32",
+            "trainer.max_steps=30",
+            "trainer.device=cpu",
+            "trainer.progress=off",
+            "trainer.log_every=1",
+            "data.eval_batches=2",
+        ],
     )
     res = run(cfg, tmp_path)
     assert res.final_eval_loss < losses(tmp_path)[0][1]
+
+
+def test_spectral_monitor_is_logged(tmp_path: Path) -> None:
+    pytest.importorskip("muscale.diagnostics.monitor")
+    run(compose_train(["trainer.max_steps=2", "trainer.monitor_every=2"]), tmp_path)
+    rows = [r for r in read_metrics(tmp_path) if any(k.startswith("spectral/") for k in r)]
+    assert rows and rows[0]["step"] == 2

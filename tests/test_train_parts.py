@@ -27,10 +27,14 @@ def _save(tmp_path: Path, model, plan, opt, *, step: int = 1, keep: int = 2) -> 
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
     return ck.save_checkpoint(
-        tmp_path / "checkpoints", step=step, model_state=model.state_dict(),
-        optim_state=get_optimizer_state_dict(model, opt), train_state={"tokens": 3},
+        tmp_path / "checkpoints",
+        step=step,
+        model_state=model.state_dict(),
+        optim_state=get_optimizer_state_dict(model, opt),
+        train_state={"tokens": 3},
         config={"model": {"width": 32}, "param": {}, "optim": {}, "data": {}},
-        plan=plan, keep=keep,
+        plan=plan,
+        keep=keep,
     )
 
 
@@ -73,14 +77,24 @@ def test_keeps_last_k_and_finds_latest(tmp_path: Path) -> None:
 def test_load_model_rebuilds_the_checkpoint(tmp_path: Path) -> None:
     model, plan = _tiny()
     opt = _stepped(model)
-    meta_cfg = {"model": {"family": "gpt", "width": 32, "depth": 1, "seq_len": 16,
-                          "vocab_size": 64},
-                "param": {"scheme": "mup", "base_width": 32}, "optim": {}, "data": {}}
+    meta_cfg = {
+        "model": {"family": "gpt", "width": 32, "depth": 1, "seq_len": 16, "vocab_size": 64},
+        "param": {"scheme": "mup", "base_width": 32},
+        "optim": {},
+        "data": {},
+    }
     from torch.distributed.checkpoint.state_dict import get_optimizer_state_dict
 
-    ck.save_checkpoint(tmp_path / "checkpoints", step=2, model_state=model.state_dict(),
-                       optim_state=get_optimizer_state_dict(model, opt), train_state={},
-                       config=meta_cfg, plan=plan, keep=1)
+    ck.save_checkpoint(
+        tmp_path / "checkpoints",
+        step=2,
+        model_state=model.state_dict(),
+        optim_state=get_optimizer_state_dict(model, opt),
+        train_state={},
+        config=meta_cfg,
+        plan=plan,
+        keep=1,
+    )
     loaded = ck.load_model(tmp_path)
     x = torch.randint(0, 64, (2, 16))
     torch.testing.assert_close(loaded.model(x), model.eval()(x), rtol=0, atol=0)
@@ -99,7 +113,7 @@ def test_corrupt_checkpoints_are_user_errors(tmp_path: Path, damage: str) -> Non
         (path / "model.safetensors").write_bytes(bytes(data))
     else:
         (path / "optim.safetensors").unlink()
-    with pytest.raises(UserError, match="corrupt|incomplete"):
+    with pytest.raises(UserError, match=r"corrupt|incomplete"):
         ck.read_meta(path)
 
 
@@ -108,7 +122,7 @@ def test_mismatched_checkpoint_names_the_field(tmp_path: Path) -> None:
     path = _save(tmp_path, model, plan, _stepped(model))
     meta = ck.read_meta(path)
     cfg = {**meta["config"], "model": {"width": 64}}
-    with pytest.raises(UserError, match="model.width is 32 there and 64 here"):
+    with pytest.raises(UserError, match=r"model\.width is 32 there and 64 here"):
         ck.check_compatible(path, meta, cfg, plan)
     _, plan_sp = build_model(
         {"family": "gpt", "width": 32, "depth": 1, "seq_len": 16, "vocab_size": 64},
@@ -123,8 +137,7 @@ def test_flops_per_token_is_6n_plus_attention() -> None:
     from muscale.train.mfu import flops_per_token, matmul_params, mfu, peak_flops
 
     model, _ = _tiny()
-    mcfg = model_config({"family": "gpt", "width": 32, "depth": 1, "seq_len": 16,
-                         "vocab_size": 64})
+    mcfg = model_config({"family": "gpt", "width": 32, "depth": 1, "seq_len": 16, "vocab_size": 64})
     # per block 4 C^2 (attention) + 8 C^2 (MLP, ff 4); readout C V; no embedding lookup
     n = 12 * 32 * 32 + 32 * 64 + 3 * 32  # + the three RMSNorm gains
     assert matmul_params(model) == n
@@ -138,8 +151,12 @@ def test_flops_per_token_is_6n_plus_attention() -> None:
 def test_wandb_settings_group_by_width_and_default_offline(monkeypatch) -> None:
     from muscale.train.logging import wandb_settings
 
-    config = {"model": {"family": "gpt", "width": 128}, "param": {"scheme": "mup"},
-              "optim": {"lr": 0.01, "schedule": {"name": "cosine"}}, "logger": {}}
+    config = {
+        "model": {"family": "gpt", "width": 128},
+        "param": {"scheme": "mup"},
+        "optim": {"lr": 0.01, "schedule": {"name": "cosine"}},
+        "logger": {},
+    }
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     kw = wandb_settings(LoggerConfig(wandb=True), config, Path("/runs/x"))
@@ -158,7 +175,9 @@ def test_metrics_logger_sends_rows_to_wandb(tmp_path: Path, monkeypatch) -> None
 
     class FakeRun:
         id = "abc"
-        summary: dict = {}
+
+        def __init__(self) -> None:
+            self.summary: dict = {}
 
         def log(self, row, step):
             calls["log"].append((step, row))
@@ -182,9 +201,9 @@ def test_metrics_logger_sends_rows_to_wandb(tmp_path: Path, monkeypatch) -> None
 
 
 def test_trainer_config_validation() -> None:
-    with pytest.raises(UserError, match="trainer.parallel"):
+    with pytest.raises(UserError, match=r"trainer\.parallel"):
         TrainerConfig(parallel="zero3")
-    with pytest.raises(UserError, match="trainer.max_stepz"):
+    with pytest.raises(UserError, match=r"trainer\.max_stepz"):
         trainer_config({"max_stepz": 3})
     with pytest.raises(UserError, match="diverge_factor"):
         TrainerConfig(diverge_factor=0.5)

@@ -8,7 +8,8 @@ Hessian eigenvalues), side by side in one run, CPU.
    σ units; WW's ``sigma_mp`` is for its own normalised W, reported as |sigma_mp − 1|).
 2. Top-20 Hessian eigenvalues of a small MLP (float64, ~6k parameters) against the exact
    Hessian's eigenvalues (largest algebraic for Lanczos "LA"; largest magnitude — what
-   power iteration converges to — for Lanczos "LM" and both power iterations): muscale Lanczos (full reorthogonalisation), PyHessian 0.1
+   power iteration converges to — for Lanczos "LM" and both power iterations): muscale
+   Lanczos (full reorthogonalisation), PyHessian 0.1
    ``hessian.eigenvalues(top_n=20)`` (power iteration + deflation, tol 1e-3) and our
    re-implementation of the same algorithm on our HVP.
 

@@ -20,9 +20,13 @@ def _task(cfg: Any) -> Any:
 
 def main(argv: list[str]) -> int:
     from muscale.config import to_dict
-    from muscale.sweep.config import SweepConfig
+    from muscale.sweep.config import SweepConfig, param_key
 
     overrides, _ = hydra_flags(argv)
+    for o in overrides:
+        key = o.split("=", 1)[0].lstrip("+~")
+        if key.startswith("sweep.params."):
+            param_key(key.removeprefix("sweep.params."))  # unknown names: one clear line
     SweepConfig(**to_dict(compose("sweep", overrides).sweep))  # validate before launching
     run_hydra_app("sweep", argv, _task, multirun=True, prog="muscale sweep")
     return 0

@@ -38,7 +38,7 @@ def register_schemas() -> None:
 
 def _is_sweep_value(override: str) -> bool:
     value = override.split("=", 1)[-1]
-    return "," in value and not value.startswith("[") or value.startswith(
+    return ("," in value and not value.startswith("[")) or value.startswith(
         ("range(", "choice(", "interval(", "glob(")
     )
 
@@ -72,8 +72,6 @@ def main(argv: list[str]) -> int:
     from muscale.train.loop import EXIT_DIVERGED, prepare, run
 
     overrides, flags = hydra_flags(argv)
-    if any(f in ("-h", "--help", "--cfg", "-c", "--info", "--hydra-help") for f in flags):
-        pass  # Hydra answers these itself
     multirun = any(f in ("-m", "--multirun") for f in flags)
     register_schemas()
     cfg = compose("train", [o for o in overrides if not _is_sweep_value(o)])

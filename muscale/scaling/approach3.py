@@ -91,8 +91,9 @@ def objective(
     grad[:, 0] = e1.sum(axis=1)
     grad[:, 1] = e2.sum(axis=1)
     grad[:, 2] = psi.sum(axis=1) * e3[:, 0]
-    grad[:, 3] = -(e1 @ log_n)
-    grad[:, 4] = -(e2 @ log_d)
+    # einsum, not ``@``: a BLAS matvec spawns threads that spin on a busy machine
+    grad[:, 3] = -np.einsum("kn,n->k", e1, log_n)
+    grad[:, 4] = -np.einsum("kn,n->k", e2, log_d)
     return f, grad
 
 
@@ -347,12 +348,6 @@ def _bootstrap(
     fun = np.where(np.isfinite(res.fun), res.fun, np.inf).reshape(n_boot, k)
     best = fun.argmin(axis=1)
     return res.x.reshape(n_boot, k, 5)[np.arange(n_boot), best]
-
-
-def fit_summary(fit: Approach3Fit) -> dict[str, float]:
-    """Parameters with the compute-optimal exponents (for tables)."""
-    law = fit.law
-    return {**law.as_dict(), "a": law.a, "b": law.b, "G": law.G, "objective": fit.objective}
 
 
 def tokens_per_param(law: ChinchillaLaw, compute: float) -> float:

@@ -111,7 +111,7 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     """Contiguous CPU tensors with shared storage stored once (tied embeddings)."""
     out: dict[str, torch.Tensor] = {}
     aliases: dict[str, str] = {}
-    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    seen: dict[tuple[Any, ...], str] = {}
     for name, t in state.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
         if t.numel() and key in seen:
@@ -179,8 +179,11 @@ def rng_state() -> dict[str, torch.Tensor]:
 def set_rng_state(state: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(state["torch_cpu"])
     if torch.cuda.is_available():
-        cuda = [state[f"torch_cuda_{i}"] for i in range(torch.cuda.device_count())
-                if f"torch_cuda_{i}" in state]
+        cuda = [
+            state[f"torch_cuda_{i}"]
+            for i in range(torch.cuda.device_count())
+            if f"torch_cuda_{i}" in state
+        ]
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
 
@@ -262,7 +265,9 @@ def read_meta(ckpt: Path, *, verify: bool = True) -> dict[str, Any]:
     except FileNotFoundError:
         raise UserError(f"checkpoint {ckpt}: meta.json is missing") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"checkpoint {ckpt} is corrupt: meta.json is not valid JSON ({exc})") from None
+        raise UserError(
+            f"checkpoint {ckpt} is corrupt: meta.json is not valid JSON ({exc})"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise UserError(
             f"checkpoint {ckpt}: not a {FORMAT} checkpoint (format={meta.get('format')!r})"
@@ -313,9 +318,7 @@ def read_train_state(
         raise UserError(f"checkpoint {ckpt} is corrupt: train_state.json: {exc}") from None
     osd: dict[str, Any] = {}
     if optim:
-        osd = unflatten_optim_state(
-            _load_safetensors(ckpt / "optim.safetensors"), state["optim"]
-        )
+        osd = unflatten_optim_state(_load_safetensors(ckpt / "optim.safetensors"), state["optim"])
     rng = _load_safetensors(ckpt / "rng.safetensors")
     return state, osd, rng
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from muscale.errors import UserError
 from muscale.train import checkpoint as ckpt_io
@@ -66,8 +66,9 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["run_dir"] = str(self.run_dir)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in d.items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        }
 
 
 # --------------------------------------------------------------------------- losses
@@ -118,7 +119,11 @@ def _plain(cfg: Any) -> dict[str, Any]:
 
 
 def prepare(
-    cfg: Any, run_dir: Path | None, *, data: Any = None, rank: int | None = None,
+    cfg: Any,
+    run_dir: Path | None,
+    *,
+    data: Any = None,
+    rank: int | None = None,
     world_size: int | None = None,
 ) -> Setup:
     """Validate ``cfg`` and the resume checkpoint; build the data source (no writes).
@@ -149,7 +154,7 @@ def prepare(
         )
     if data is None:
         data = build_data(dcfg, rank=rank, world_size=world)
-    loss_fn, family, fields = KINDS[data.kind]
+    _, family, fields = KINDS[data.kind]
     model_d = dict(raw["model"])
     if model_d.get("family", "gpt") != family:
         raise UserError(
@@ -178,8 +183,14 @@ def prepare(
             meta = ckpt_io.read_meta(resume_from)
             ckpt_io.check_compatible(resume_from, meta, config, plan)
     return Setup(
-        config=config, trainer=tcfg, logger=lcfg, optim=optim, data=data, plan=plan,
-        resume_from=resume_from, resume_meta=meta,
+        config=config,
+        trainer=tcfg,
+        logger=lcfg,
+        optim=optim,
+        data=data,
+        plan=plan,
+        resume_from=resume_from,
+        resume_meta=meta,
     )
 
 
@@ -251,7 +262,10 @@ def _train(
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(tcfg.seed)
     model, plan = build_model(
-        mcfg, config["param"], optim_family=setup.optim.rule_family, seed=tcfg.seed,
+        mcfg,
+        config["param"],
+        optim_family=setup.optim.rule_family,
+        seed=tcfg.seed,
         device=device,
     )
     flops_token = flops_per_token(model, mcfg)
@@ -260,9 +274,14 @@ def _train(
     model = dist_utils.wrap(model, info, device)
     opt, sched = make_optimizer(base, plan, setup.optim, total_steps=tcfg.max_steps)
     lr_at = lr_multiplier(setup.optim.schedule, tcfg.max_steps)
-    state: dict[str, Any] = {"step": 0, "tokens": 0, "initial_loss": None,
-                             "best_eval_loss": None, "final_eval_loss": None,
-                             "final_loss": None}
+    state: dict[str, Any] = {
+        "step": 0,
+        "tokens": 0,
+        "initial_loss": None,
+        "best_eval_loss": None,
+        "final_eval_loss": None,
+        "final_loss": None,
+    }
     if setup.resume_from is not None:
         assert setup.resume_meta is not None
         msd: dict = {}
@@ -275,7 +294,7 @@ def _train(
         for k in state:
             state[k] = saved.get(k, state[k])
     start = int(state["step"])
-    fwd: nn.Module = torch.compile(model) if tcfg.compile else model
+    fwd: Any = torch.compile(model) if tcfg.compile else model
     loss_fn = KINDS[data.kind][0]
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -288,19 +307,25 @@ def _train(
     accum = tcfg.grad_accum
 
     logger = MetricsLogger(
-        run_dir, enabled=info.is_main, cfg=setup.logger, config=config,
+        run_dir,
+        enabled=info.is_main,
+        cfg=setup.logger,
+        config=config,
         resume_step=start if setup.resume_from is not None else None,
     )
     if info.is_main:
-        (run_dir / "config.json").write_text(json.dumps(
-            {**config, "data_info": data.describe(), "world_size": info.world_size}, indent=1,
-            default=str,
-        ))
+        (run_dir / "config.json").write_text(
+            json.dumps(
+                {**config, "data_info": data.describe(), "world_size": info.world_size},
+                indent=1,
+                default=str,
+            )
+        )
     progress = Progress(tcfg.progress, total=tcfg.max_steps, start=start, enabled=info.is_main)
     if setup.resume_from is not None:
         progress.message(f"resumed from {setup.resume_from} at step {start}")
 
-    monitor = None
+    monitor: Any = None
     if tcfg.monitor_every and info.parallel != "fsdp":
         try:
             from muscale.diagnostics.monitor import spectral_summary as monitor
@@ -342,9 +367,14 @@ def _train(
         msd, osd = dist_utils.full_state(model, opt, info)
         if info.is_main:
             ckpt_io.save_checkpoint(
-                run_dir / "checkpoints", step=step, model_state=msd, optim_state=osd,
-                train_state={**state, "scheduler": _sched_state(sched)}, config=config,
-                plan=plan, keep=tcfg.keep_checkpoints,
+                run_dir / "checkpoints",
+                step=step,
+                model_state=msd,
+                optim_state=osd,
+                train_state={**state, "scheduler": _sched_state(sched)},
+                config=config,
+                plan=plan,
+                keep=tcfg.keep_checkpoints,
             )
         dist_utils.barrier(info)
 
@@ -380,10 +410,15 @@ def _train(
                     state["final_loss"] = lval
                     reason = _divergence(lval, state["initial_loss"], tcfg.diverge_factor)
                     if s % tcfg.log_every == 0 or s == step or reason is not None:
-                        row = {"step": s, "loss": lval, "lr": setup.optim.lr * lr_at(s - 1),
-                               "tokens": state["tokens"] - (step - s) * per_step,
-                               "tokens_per_s": tps, "grad_norm": gval,
-                               "time": time.perf_counter() - t_start}
+                        row = {
+                            "step": s,
+                            "loss": lval,
+                            "lr": setup.optim.lr * lr_at(s - 1),
+                            "tokens": state["tokens"] - (step - s) * per_step,
+                            "tokens_per_s": tps,
+                            "grad_norm": gval,
+                            "time": time.perf_counter() - t_start,
+                        }
                         if peak:
                             row["mfu"] = tps * flops_token / (peak * info.world_size)
                         if reason is not None:
@@ -403,8 +438,9 @@ def _train(
             if eval_now or (last and not diverged):
                 ev = evaluate()
                 state["final_eval_loss"] = ev
-                if math.isfinite(ev) and (state["best_eval_loss"] is None
-                                          or ev < state["best_eval_loss"]):
+                if math.isfinite(ev) and (
+                    state["best_eval_loss"] is None or ev < state["best_eval_loss"]
+                ):
                     state["best_eval_loss"] = ev
                 row = {"step": step, "eval_loss": ev, "tokens": state["tokens"]}
                 logger.log(row)
@@ -412,23 +448,33 @@ def _train(
                 t_interval = time.perf_counter()  # eval time is not training throughput
             if monitor is not None and info.is_main and step % tcfg.monitor_every == 0:
                 logger.log({"step": step, **monitor(dist_utils.unwrap(model))})
-            if not last and (stopped or (tcfg.checkpoint_every
-                                         and step % tcfg.checkpoint_every == 0)):
+            if not last and (
+                stopped or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0)
+            ):
                 save(step)
                 t_interval = time.perf_counter()
             if stopped:
                 progress.message(f"stopping at step {step} (checkpointed; resume to continue)")
                 break
-    if not diverged and step == tcfg.max_steps and tcfg.save_final and (
-        setup.resume_from is None or step > start
+    if (
+        not diverged
+        and step == tcfg.max_steps
+        and tcfg.save_final
+        and (setup.resume_from is None or step > start)
     ):
         save(step)
     completed = not diverged and step == tcfg.max_steps
     result = TrainResult(
-        final_loss=state["final_loss"], final_eval_loss=state["final_eval_loss"],
-        best_eval_loss=state["best_eval_loss"], diverged=diverged, steps=step,
-        tokens=int(state["tokens"]), wall_time=time.perf_counter() - t_start,
-        run_dir=run_dir, completed=completed, diverged_reason=reason,
+        final_loss=state["final_loss"],
+        final_eval_loss=state["final_eval_loss"],
+        best_eval_loss=state["best_eval_loss"],
+        diverged=diverged,
+        steps=step,
+        tokens=int(state["tokens"]),
+        wall_time=time.perf_counter() - t_start,
+        run_dir=run_dir,
+        completed=completed,
+        diverged_reason=reason,
     )
     progress.close()
     if diverged:

@@ -67,9 +67,10 @@ class Progress:
             self._last = _fmt({k: v for k, v in shown.items() if k != "step"})
             self.step(int(metrics["step"]))
         elif self.mode == "plain":
-            self.message(f"step {metrics['step']}/{self.total} | " + _fmt(
-                {k: v for k, v in shown.items() if k != "step"}
-            ))
+            self.message(
+                f"step {metrics['step']}/{self.total} | "
+                + _fmt({k: v for k, v in shown.items() if k != "step"})
+            )
 
     def message(self, text: str) -> None:
         if self.mode == "off":
