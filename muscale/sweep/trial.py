@@ -27,6 +27,8 @@ def training_config(cfg: DictConfig) -> DictConfig:
     plain = {k: v for k, v in to_dict(cfg).items() if k not in SWEEP_KEYS and k != "hydra"}
     out = OmegaConf.create(plain)
     out.trainer.resume = "auto"
+    if "logger" in out and out.logger.get("group") is None:
+        out.logger.group = str(cfg.sweep.name)  # wandb groups a sweep's runs; job_type=width
     return out
 
 
