@@ -48,6 +48,7 @@ def _sweep_overrides(cfg: DictConfig, out: Path) -> list[str]:
         f"param.base_width={min(p.widths)}",
         f"hydra.sweep.dir={out / 'sweep'}",
         f"hydra/launcher={cfg.launcher}",
+        "trainer.progress=off",
         *list(p.overrides),
     ]
 
@@ -94,7 +95,9 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
 
     t0 = time.perf_counter()
     base = compose("train", [])
-    run_cfg = OmegaConf.merge(base, {k: v for k, v in tdict.items() if k not in ("defaults",)})
+    run_cfg = OmegaConf.merge(
+        base, {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")}
+    )
     res = train(run_cfg, out / "target_run")
     timings["target_run"] = time.perf_counter() - t0
     target_loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_loss

@@ -31,11 +31,19 @@ def conf_dir() -> Path:
     return path
 
 
-def compose(config_name: str, overrides: list[str], *, extra_dir: str | None = None) -> DictConfig:
+def compose(
+    config_name: str,
+    overrides: list[str],
+    *,
+    extra_dir: str | None = None,
+    config_dir: Path | None = None,
+) -> DictConfig:
     """Compose ``conf/<config_name>.yaml`` with command-line ``overrides``.
 
     ``extra_dir`` is searched too (Hydra's ``--config-dir``), e.g. for a transfer config
-    written by ``muscale transfer`` that extends ``train``.
+    written by ``muscale transfer`` that extends ``train``. ``config_dir`` replaces
+    ``conf/`` as the primary directory (``muscale scaling`` composes ``conf/scaling/``, where
+    ``data=<file>`` is a plain key rather than the ``data`` config group).
 
     Registers muscale's structured-config schemas first (explicitly, not at import time),
     so that typos and wrong types fail at composition with Hydra's message.
@@ -48,7 +56,7 @@ def compose(config_name: str, overrides: list[str], *, extra_dir: str | None = N
 
     register_configs()
     GlobalHydra.instance().clear()
-    primary, extra = str(conf_dir()), []
+    primary, extra = str(config_dir or conf_dir()), []
     if extra_dir:  # the user's dir is primary; conf/ stays on the search path for its defaults
         extra = [f"hydra.searchpath=[file://{primary}]"]
         primary = str(Path(extra_dir).resolve())

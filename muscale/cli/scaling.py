@@ -22,26 +22,17 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from muscale.cli.common import check_format, conf_dir, print_json
+from muscale.cli.common import compose as common_compose
 from muscale.errors import ConfigError, UserError
 
 SUBCOMMANDS = ("fit", "plan")
 
 
 def compose(name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``conf/scaling/<name>.yaml`` with ``overrides``, the ``conf/scaling`` folder
-    being its own Hydra search path.
-
-    Why not :func:`muscale.cli.common.compose` on ``conf/``: there ``data`` is a config
-    group (``conf/data/``), so ``data=runs.csv`` would be read as a group choice; the
-    interface the issue fixes is ``muscale scaling fit data=<file>``.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(conf_dir() / "scaling"), version_base="1.3"):
-        return hydra_compose(config_name=name, overrides=list(overrides))
+    """Compose ``conf/scaling/<name>.yaml``: its own primary directory, because under
+    ``conf/`` ``data`` is a config group and ``data=runs.csv`` would read as a group choice
+    (the interface the issue fixes is ``muscale scaling fit data=<file>``)."""
+    return common_compose(name, overrides, config_dir=conf_dir() / "scaling")
 
 
 def main(argv: list[str]) -> int:

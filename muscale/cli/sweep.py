@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from muscale.cli.common import compose, hydra_flags, run_hydra_app
+from muscale.cli.common import compose, config_location, hydra_flags, run_hydra_app
 
 
 def _task(cfg: Any) -> Any:
@@ -22,11 +22,12 @@ def main(argv: list[str]) -> int:
     from muscale.config import to_dict
     from muscale.sweep.config import SweepConfig, param_key
 
-    overrides, _ = hydra_flags(argv)
+    overrides, flags = hydra_flags(argv)
+    name, cdir = config_location(flags, "sweep")
     for o in overrides:
         key = o.split("=", 1)[0].lstrip("+~")
         if key.startswith("sweep.params."):
             param_key(key.removeprefix("sweep.params."))  # unknown names: one clear line
-    SweepConfig(**to_dict(compose("sweep", overrides).sweep))  # validate before launching
+    SweepConfig(**to_dict(compose(name, overrides, extra_dir=cdir).sweep))  # validate first
     run_hydra_app("sweep", argv, _task, multirun=True, prog="muscale sweep")
     return 0

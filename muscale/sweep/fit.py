@@ -229,53 +229,63 @@ def fit_trend(curves: list[CurveFit]) -> Trend:
 
 
 def fit_loss_law(curves: list[CurveFit]) -> dict[str, Any]:
-    """Best loss against width: L(w) = E + A w^-a (≥ 3 widths), for predicting the target."""
-    from scipy.optimize import curve_fit
+    """Best loss against width, to predict the target's loss with an interval.
+
+    ``L(w) = E + A w^-p`` (Kaplan et al. 2020's width/parameter law) when there are at least
+    4 widths (one residual degree of freedom); else ``a + b log2(w)``, whose interval widens
+    with the extrapolation distance. Covariances come from the least-squares fit.
+    """
+    import warnings
+
+    from scipy.optimize import OptimizeWarning, curve_fit
 
     w = np.array([c.width for c in curves], dtype=float)
     y = np.array([c.best_loss for c in curves])
-    if len(w) >= 3:
+    if len(w) >= 4:
 
-        def law(x, e, a, p):
+        def law(x: np.ndarray, e: float, a: float, p: float) -> np.ndarray:
             return e + a * x ** (-p)
 
+        p0 = (float(y.min()) * 0.9, float(y.max() - y.min() + 1e-3) * float(w.min()) ** 0.5, 0.5)
         try:
-            p0 = (
-                float(y.min()) * 0.9,
-                float(y.max() - y.min() + 1e-3) * float(w.min()) ** 0.5,
-                0.5,
-            )
-            popt, pcov = curve_fit(
-                law, w, y, p0=p0, maxfev=20000, bounds=([0, 0, 0], [np.inf, np.inf, 4])
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", OptimizeWarning)
+                popt, pcov = curve_fit(law, w, y, p0=p0, maxfev=20000,
+                                       bounds=([0, 0, 0], [np.inf, np.inf, 4]))
             if np.all(np.isfinite(pcov)):
-                return {
-                    "form": "E + A w^-p",
-                    "E": popt[0],
-                    "A": popt[1],
-                    "p": popt[2],
-                    "cov": pcov.tolist(),
-                }
-        except (RuntimeError, ValueError):
+                return {"form": "E + A w^-p", "E": float(popt[0]), "A": float(popt[1]),
+                        "p": float(popt[2]), "cov": pcov.tolist(), "dof": len(w) - 3}
+        except (RuntimeError, ValueError, OptimizeWarning):
             pass
-    slope, icpt = np.polyfit(np.log2(w), y, 1)
-    return {"form": "a + b log2(w)", "a": float(icpt), "b": float(slope), "cov": None}
+    x = np.log2(w)
+    X = np.stack([np.ones_like(x), x], axis=1)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    dof = len(w) - 2
+    s2 = float(np.sum((y - X @ coef) ** 2) / dof) if dof > 0 else 0.0
+    cov = s2 * np.linalg.inv(X.T @ X)
+    return {"form": "a + b log2(w)", "a": float(coef[0]), "b": float(coef[1]),
+            "cov": cov.tolist(), "dof": dof}
 
 
-def predict_loss(
-    law: dict[str, Any], width: float, n_samples: int = 500
-) -> tuple[float, float, float]:
-    """Predicted loss at ``width`` with a 95% interval (parameter-covariance sampling)."""
+def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tuple[float, float, float]:
+    """Predicted loss at ``width`` and its 95% interval (t-interval / covariance sampling)."""
+    from scipy import stats
+
     if law["form"] == "a + b log2(w)":
-        v = law["a"] + law["b"] * math.log2(width)
-        return v, v, v
+        g = np.array([1.0, math.log2(width)])
+        mean = float(law["a"] + law["b"] * g[1])
+        se = float(math.sqrt(max(g @ np.array(law["cov"]) @ g, 0.0)))
+        q = float(stats.t.ppf(0.975, law["dof"])) if law["dof"] > 0 else 0.0
+        return mean, mean - q * se, mean + q * se
     theta = np.array([law["E"], law["A"], law["p"]])
-    f = lambda t: t[0] + t[1] * width ** (-t[2])  # noqa: E731
-    mean = float(f(theta))
+
+    def f(t: np.ndarray) -> float:
+        return float(t[0] + t[1] * width ** (-t[2]))
+
+    mean = f(theta)
     rng = np.random.default_rng(0)
-    draws = rng.multivariate_normal(
-        theta, np.array(law["cov"]), size=n_samples, check_valid="ignore"
-    )
+    draws = rng.multivariate_normal(theta, np.array(law["cov"]), size=n_samples,
+                                    check_valid="ignore")
     vals = np.array([f(d) for d in draws if d[2] >= 0])
     vals = vals[np.isfinite(vals)]
     if len(vals) < 10:
