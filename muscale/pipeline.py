@@ -16,8 +16,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from muscale.config import to_dict
-
 
 @dataclass
 class PipelineResult:
@@ -49,6 +47,7 @@ def _sweep_overrides(cfg: DictConfig, out: Path) -> list[str]:
         f"hydra.sweep.dir={out / 'sweep'}",
         f"hydra/launcher={cfg.launcher}",
         "trainer.progress=off",
+        *(["trainer.threads=1"] if cfg.launcher != "basic" else []),
         *list(p.overrides),
     ]
 
@@ -74,8 +73,9 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
         timings["coord_check"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    run_hydra_app("sweep", _sweep_overrides(cfg, out), run_trial, multirun=True,
-                  prog="muscale pipeline")
+    run_hydra_app(
+        "sweep", _sweep_overrides(cfg, out), run_trial, multirun=True, prog="muscale pipeline"
+    )
     timings["sweep"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -85,11 +85,21 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
     (out / "fit.json").write_text(json.dumps(report, indent=2))
     plot_transfer(fit, out / "transfer.png")
     plot_optimum_vs_width(fit, out / "optimum_vs_width.png")
-    target = TargetConfig(width=int(cfg.target.width), depth=cfg.target.depth,
-                          max_steps=cfg.target.steps or int(cfg.proxy.steps), device="auto",
-                          precision="auto", compile=False)
-    tdict = make_transfer(fit, records, target, scheme="mup" if "mup" in fit.trends else None,
-                          store=str(out / "sweeps.db"))
+    target = TargetConfig(
+        width=int(cfg.target.width),
+        depth=cfg.target.depth,
+        max_steps=cfg.target.steps or int(cfg.proxy.steps),
+        device="auto",
+        precision="auto",
+        compile=False,
+    )
+    tdict = make_transfer(
+        fit,
+        records,
+        target,
+        scheme="mup" if "mup" in fit.trends else None,
+        store=str(out / "sweeps.db"),
+    )
     target_path = write_transfer(tdict, out / f"target_w{target.width}.yaml")
     timings["fit_transfer"] = time.perf_counter() - t0
 
@@ -103,9 +113,14 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
     target_loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_loss
     prov = tdict["provenance"]
     result = PipelineResult(
-        out=out, coord_passed=coord_passed, fit=report, target_config=target_path,
-        target_loss=target_loss, predicted_loss=prov["predicted_loss"],
-        predicted_loss_ci=prov["predicted_loss_ci"], timings=timings,
+        out=out,
+        coord_passed=coord_passed,
+        fit=report,
+        target_config=target_path,
+        target_loss=target_loss,
+        predicted_loss=prov["predicted_loss"],
+        predicted_loss_ci=prov["predicted_loss_ci"],
+        timings=timings,
     )
     (out / "summary.md").write_text(summary_markdown(result, tdict))
     return result
@@ -116,7 +131,10 @@ def _coord_check(cfg: DictConfig, out: Path) -> bool:
 
     c = cfg.coord_check
     return run_coord_check_from_config(
-        model=str(cfg.model), widths=list(c.widths), steps=int(c.steps), seeds=int(c.seeds),
+        model=str(cfg.model),
+        widths=list(c.widths),
+        steps=int(c.steps),
+        seeds=int(c.seeds),
         out=out,
     )
 
@@ -138,17 +156,24 @@ def summary_markdown(r: PipelineResult, tdict: dict[str, Any]) -> str:
         f"- transferred LR {prov['lr']:.4g} ({prov['scheme']}, {prov['lr_method']}) to width "
         f"{tdict['model']['width']}: predicted loss {r.predicted_loss:.4f} "
         f"[{r.predicted_loss_ci[0]:.4f}, {r.predicted_loss_ci[1]:.4f}], achieved "
-        f"{r.target_loss:.4f}" if r.target_loss is not None else "- target run: no loss",
+        f"{r.target_loss:.4f}"
+        if r.target_loss is not None
+        else "- target run: no loss",
         "",
         "| scheme | width | lr_opt | 95% CI | best loss | on edge |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for w in r.fit["per_width"]:
-        lines.append(f"| {w['scheme']} | {w['width']} | {w['lr_opt']:.3g} | "
-                     f"{w['lr_opt_ci'][0]:.3g}–{w['lr_opt_ci'][1]:.3g} | {w['best_loss']:.4f} | "
-                     f"{'yes' if w['on_edge'] else ''} |")
-    lines += ["", "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()),
-              "", f"Target config: `{r.target_config}`", "Plots: transfer.png, optimum_vs_width.png"]
+        lines.append(
+            f"| {w['scheme']} | {w['width']} | {w['lr_opt']:.3g} | "
+            f"{w['lr_opt_ci'][0]:.3g}–{w['lr_opt_ci'][1]:.3g} | {w['best_loss']:.4f} | "
+            f"{'yes' if w['on_edge'] else ''} |"
+        )
+    lines += [
+        "",
+        "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()),
+        "",
+        f"Target config: `{r.target_config}`",
+        "Plots: transfer.png, optimum_vs_width.png",
+    ]
     return "\n".join(lines) + "\n"
-
-

@@ -41,11 +41,19 @@ def test_every_group_option_composes_into_train(group):
         builders[group](cfg)
 
 
-@pytest.mark.parametrize("name,overrides", [
-    ("inspect", []), ("train", []), ("sweep", []), ("pipeline", []), ("coord_check", []),
-    ("diagnose", ["checkpoint=x"]), ("fit", ["store=x.db"]),
-    ("transfer", ["store=x.db", "target.width=1024"]),
-])
+@pytest.mark.parametrize(
+    "name,overrides",
+    [
+        ("inspect", []),
+        ("train", []),
+        ("sweep", []),
+        ("pipeline", []),
+        ("coord_check", []),
+        ("diagnose", ["checkpoint=x"]),
+        ("fit", ["store=x.db"]),
+        ("transfer", ["store=x.db", "target.width=1024"]),
+    ],
+)
 def test_primary_configs_compose(name, overrides):
     cfg = compose(name, overrides)
     assert cfg is not None
@@ -74,8 +82,11 @@ def test_recipes_compose():
     sweep = compose("proxy_sweep_gpt", [], extra_dir=str(ROOT / "recipes"))
     assert sweep.data.name == "pytext"
     SweepConfig(**to_dict(sweep.sweep))
-    target = compose("target_gpt_cuda", ["data.data_files=[x.txt]", "data.tokenizer=tok"],
-                     extra_dir=str(ROOT / "recipes"))
+    target = compose(
+        "target_gpt_cuda",
+        ["data.data_files=[x.txt]", "data.tokenizer=tok"],
+        extra_dir=str(ROOT / "recipes"),
+    )
     from muscale.build import build_model
 
     _, plan = build_model(target.model, target.param, device="meta")

@@ -18,23 +18,43 @@ import pytest
 
 from muscale.sweep.store import Store
 
-TINY = ["model.depth=1", "data.seq_len=16", "data.batch_size=4", "trainer.max_steps=6",
-        "trainer.eval_every=0", "data.eval_batches=1", "trainer.progress=off"]
+TINY = [
+    "model.depth=1",
+    "data.seq_len=16",
+    "data.batch_size=4",
+    "trainer.max_steps=6",
+    "trainer.eval_every=0",
+    "data.eval_batches=1",
+    "trainer.progress=off",
+]
 
 
 def muscale(*args: str, cwd: Path, env: dict | None = None, timeout: int = 600):
-    return subprocess.run([sys.executable, "-m", "muscale", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "muscale", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _sweep_args(tmp: Path, name: str, *extra: str) -> list[str]:
-    return ["sweep", f"sweep.name={name}", f"sweep.store={tmp / 'store.db'}",
-            f"hydra.sweep.dir={tmp / 'runs'}", *TINY, *extra]
+    return [
+        "sweep",
+        f"sweep.name={name}",
+        f"sweep.store={tmp / 'store.db'}",
+        f"hydra.sweep.dir={tmp / 'runs'}",
+        *TINY,
+        *extra,
+    ]
 
 
 def test_sweep_fit_transfer_train(tmp_path):
-    args = _sweep_args(tmp_path, "e2e", "sweep.widths=[16,32]", "sweep.lrs=[0.003,0.03,1000.0]",
-                       "model.n_heads=2")
+    args = _sweep_args(
+        tmp_path, "e2e", "sweep.widths=[16,32]", "sweep.lrs=[0.003,0.03,1000.0]", "model.n_heads=2"
+    )
     proc = muscale(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = Store(str(tmp_path / "store.db")).records("e2e")
@@ -42,8 +62,13 @@ def test_sweep_fit_transfer_train(tmp_path):
     huge = [r for r in recs if r.lr == 1000.0]
     assert len(huge) == 2 and all(r.diverged for r in huge)  # recorded, not a crash
     assert all(r.config["model"]["width"] == r.width and r.git_commit for r in recs)
-    fit = muscale("fit", f"store={tmp_path / 'store.db'}", "format=json", f"out={tmp_path / 'fit'}",
-                  cwd=tmp_path)
+    fit = muscale(
+        "fit",
+        f"store={tmp_path / 'store.db'}",
+        "format=json",
+        f"out={tmp_path / 'fit'}",
+        cwd=tmp_path,
+    )
     assert fit.returncode == 0, fit.stderr
     report = json.loads(fit.stdout)
     assert {w["width"] for w in report["per_width"]} == {16, 32}
@@ -52,26 +77,53 @@ def test_sweep_fit_transfer_train(tmp_path):
     assert set(report["trend"]["lr"]) >= {"slope", "ci"} and "transfer_holds" in report
     assert (tmp_path / "fit" / "transfer.png").stat().st_size > 0
     # transfer: a ready config that `muscale train` runs as is
-    tr = muscale("transfer", f"store={tmp_path / 'store.db'}", "target.width=64",
-                 "target.max_steps=3", "target.device=cpu", "target.precision=fp32",
-                 "target.compile=false", f"out={tmp_path / 'big.yaml'}", cwd=tmp_path)
+    tr = muscale(
+        "transfer",
+        f"store={tmp_path / 'store.db'}",
+        "target.width=64",
+        "target.max_steps=3",
+        "target.device=cpu",
+        "target.precision=fp32",
+        "target.compile=false",
+        f"out={tmp_path / 'big.yaml'}",
+        cwd=tmp_path,
+    )
     assert tr.returncode == 0, tr.stderr
-    run = muscale("train", "--config-dir", str(tmp_path), "--config-name", "big",
-                  f"hydra.run.dir={tmp_path / 'big_run'}", cwd=tmp_path)
+    run = muscale(
+        "train",
+        "--config-dir",
+        str(tmp_path),
+        "--config-name",
+        "big",
+        f"hydra.run.dir={tmp_path / 'big_run'}",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
-    lines = [json.loads(x) for x in (tmp_path / "big_run" / "metrics.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(x) for x in (tmp_path / "big_run" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert any("loss" in x for x in lines)
     cfg = json.loads((tmp_path / "big_run" / "config.json").read_text())
     assert cfg["model"]["width"] == 64 and cfg["param"]["base_width"] == 16
 
 
 def test_killed_sweep_resumes_with_every_trial_once(tmp_path):
-    args = _sweep_args(tmp_path, "kill", "sweep.widths=[16,32]",
-                       "sweep.lrs=[0.001,0.003,0.01]", "model.n_heads=2", "trainer.max_steps=30")
+    args = _sweep_args(
+        tmp_path,
+        "kill",
+        "sweep.widths=[16,32]",
+        "sweep.lrs=[0.001,0.003,0.01]",
+        "model.n_heads=2",
+        "trainer.max_steps=30",
+    )
     store_path = tmp_path / "store.db"
-    proc = subprocess.Popen([sys.executable, "-m", "muscale", *args], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "muscale", *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.time() + 300
     done = 0
     while time.time() < deadline and proc.poll() is None:
@@ -96,14 +148,19 @@ def test_killed_sweep_resumes_with_every_trial_once(tmp_path):
         assert r.attempts <= 2
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["sweep", "sweep.params.dropout=[0.1]"], "unknown hyperparameter"),
-    (["sweep", "sweep.widths=[]"], "sweep.widths"),
-    (["sweep", "sweep.strategy=random"], "sweep.strategy"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["sweep", "sweep.params.dropout=[0.1]"], "unknown hyperparameter"),
+        (["sweep", "sweep.widths=[]"], "sweep.widths"),
+        (["sweep", "sweep.strategy=random"], "sweep.strategy"),
+    ],
+)
 def test_sweep_bad_input(tmp_path, args, needle):
     proc = muscale(*args, cwd=tmp_path)
-    assert proc.returncode == 2 and needle in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.returncode == 2 and needle in proc.stderr and proc.stderr.count("\n") == 1, (
+        proc.stderr
+    )
 
 
 def test_fit_and_transfer_bad_input(tmp_path):
@@ -114,30 +171,51 @@ def test_fit_and_transfer_bad_input(tmp_path):
     proc = muscale("fit", f"store={tmp_path / 'nope.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "not found" in proc.stderr
     assert not (tmp_path / "nope.db").exists()  # a typo creates nothing
-    one = muscale(*_sweep_args(tmp_path, "one", "sweep.widths=[16]", "sweep.lrs=[0.01,0.1]",
-                               "model.n_heads=2"), cwd=tmp_path)
+    one = muscale(
+        *_sweep_args(
+            tmp_path, "one", "sweep.widths=[16]", "sweep.lrs=[0.01,0.1]", "model.n_heads=2"
+        ),
+        cwd=tmp_path,
+    )
     assert one.returncode == 0, one.stderr[-1000:]
     proc = muscale("fit", f"store={tmp_path / 'store.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "single width" in proc.stderr
-    two = muscale(*_sweep_args(tmp_path, "two", "sweep.widths=[16,32]", "sweep.lrs=[0.01,0.1]",
-                               "model.n_heads=2"), cwd=tmp_path)
+    two = muscale(
+        *_sweep_args(
+            tmp_path, "two", "sweep.widths=[16,32]", "sweep.lrs=[0.01,0.1]", "model.n_heads=2"
+        ),
+        cwd=tmp_path,
+    )
     assert two.returncode == 0
-    proc = muscale("transfer", f"store={tmp_path / 'store.db'}", "sweep=two", "target.width=8",
-                   cwd=tmp_path)
+    proc = muscale(
+        "transfer", f"store={tmp_path / 'store.db'}", "sweep=two", "target.width=8", cwd=tmp_path
+    )
     assert proc.returncode == 2 and "target.width" in proc.stderr
     assert proc.stderr.count("\n") == 1
 
 
 @pytest.mark.slurm
 def test_sweep_through_slurm(tmp_path, slurm_cluster):
-    args = _sweep_args(tmp_path, "slurm", "sweep.widths=[16,32]", "sweep.lrs=[0.003,0.03]",
-                       "model.n_heads=2", "hydra/launcher=slurm", "hydra.launcher.mem_gb=1")
+    args = _sweep_args(
+        tmp_path,
+        "slurm",
+        "sweep.widths=[16,32]",
+        "sweep.lrs=[0.003,0.03]",
+        "model.n_heads=2",
+        "hydra/launcher=slurm",
+        "hydra.launcher.mem_gb=1",
+    )
     proc = muscale(*args, cwd=tmp_path, env=slurm_cluster.env(), timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = Store(str(tmp_path / "store.db")).records("slurm")
     assert len(recs) == 4 and all(r.status == "done" for r in recs)
     logs = list((tmp_path / "runs").rglob("*_log.out"))
     assert logs, "no submitit job logs: the trials did not run through SLURM"
-    fit = muscale("fit", f"store={tmp_path / 'store.db'}", "format=json", f"out={tmp_path / 'f'}",
-                  cwd=tmp_path)
+    fit = muscale(
+        "fit",
+        f"store={tmp_path / 'store.db'}",
+        "format=json",
+        f"out={tmp_path / 'f'}",
+        cwd=tmp_path,
+    )
     assert fit.returncode == 0 and len(json.loads(fit.stdout)["per_width"]) == 2

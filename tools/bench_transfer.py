@@ -42,9 +42,14 @@ def lst(xs) -> str:
 
 
 def sweep(out: Path, name: str, common: list[str], **kw: object) -> None:
-    args = [f"sweep.name={name}", f"sweep.store={out / 'store.db'}",
-            f"hydra.sweep.dir={out / 'runs' / name}", "hydra/launcher=joblib",
-            "trainer.progress=off", *common]
+    args = [
+        f"sweep.name={name}",
+        f"sweep.store={out / 'store.db'}",
+        f"hydra.sweep.dir={out / 'runs' / name}",
+        "hydra/launcher=joblib",
+        "trainer.progress=off",
+        *common,
+    ]
     args += [f"sweep.{k}={lst(v) if isinstance(v, list) else v}" for k, v in kw.items()]
     run_hydra_app("sweep", args, run_trial, multirun=True, prog="bench_transfer")
 
@@ -52,8 +57,17 @@ def sweep(out: Path, name: str, common: list[str], **kw: object) -> None:
 def train_at(out: Path, common: list[str], scheme: str, width: int, lr: float, base: int) -> float:
     from muscale.train.loop import run
 
-    cfg = compose("train", [*common, f"param={scheme}", f"model.width={width}",
-                            f"optim.lr={lr!r}", f"param.base_width={base}", "trainer.progress=off"])
+    cfg = compose(
+        "train",
+        [
+            *common,
+            f"param={scheme}",
+            f"model.width={width}",
+            f"optim.lr={lr!r}",
+            f"param.base_width={base}",
+            "trainer.progress=off",
+        ],
+    )
     res = run(cfg, out / "transfer_runs" / f"{scheme}_w{width}_lr{lr:.5g}")
     return res.best_eval_loss if res.best_eval_loss is not None else float("inf")
 
@@ -71,9 +85,16 @@ def main() -> None:
     else:
         widths, steps, lrs = [32, 64, 128, 256, 512], 200, [2.0**x for x in range(-9, -1)]
         fine = [2.0 ** (-8 + 0.25 * i) for i in range(25)]
-    common = ["data=pytext", "model.depth=2", "data.seq_len=64", "data.batch_size=16",
-              f"trainer.max_steps={steps}", "trainer.eval_every=0", "data.eval_batches=8",
-              "optim.schedule.warmup_steps=20"]
+    common = [
+        "data=pytext",
+        "model.depth=2",
+        "data.seq_len=64",
+        "data.batch_size=16",
+        f"trainer.max_steps={steps}",
+        "trainer.eval_every=0",
+        "data.eval_batches=8",
+        "optim.schedule.warmup_steps=20",
+    ]
     t0 = time.perf_counter()
     sweep(out, "grid", common, widths=widths, schemes=["sp", "mup"], lrs=lrs)
     t_grid = time.perf_counter() - t0
@@ -86,48 +107,85 @@ def main() -> None:
     big = max(widths)
     rows = []
     for scheme in ("sp", "mup"):
-        best_direct = min(r.loss for r in recs if r.scheme == scheme and r.width == big
-                          and not r.diverged and r.loss is not None)
+        best_direct = min(
+            r.loss
+            for r in recs
+            if r.scheme == scheme and r.width == big and not r.diverged and r.loss is not None
+        )
         t = full.trends[scheme]
         drift = t.slope * math.log2(big / min(widths))
-        for method in (("mean", "trend") if scheme == "sp" else ("mean",)):
+        for method in ("mean", "trend") if scheme == "sp" else ("mean",):
             x, _, _ = transferred_lr(proxies, scheme, big, method)
             loss = train_at(out, common, scheme, big, 2.0**x, min(widths))
-            rows.append({"scheme": scheme, "method": method, "drift_octaves": drift,
-                         "slope": t.slope, "slope_ci": list(t.ci), "lr_transfer": 2.0**x,
-                         "loss_transfer": loss, "loss_best_direct": best_direct,
-                         "regret": (loss - best_direct) / best_direct})
+            rows.append(
+                {
+                    "scheme": scheme,
+                    "method": method,
+                    "drift_octaves": drift,
+                    "slope": t.slope,
+                    "slope_ci": list(t.ci),
+                    "lr_transfer": 2.0**x,
+                    "loss_transfer": loss,
+                    "loss_best_direct": best_direct,
+                    "regret": (loss - best_direct) / best_direct,
+                }
+            )
     # adaptive vs a fine grid, μP at width 64
     t1 = time.perf_counter()
     sweep(out, "fine", common, widths=[64], schemes=["mup"], lrs=fine)
-    sweep(out, "adaptive", common, widths=[64], schemes=["mup"], strategy="adaptive",
-          lr_min=min(fine), lr_max=max(fine))
+    sweep(
+        out,
+        "adaptive",
+        common,
+        widths=[64],
+        schemes=["mup"],
+        strategy="adaptive",
+        lr_min=min(fine),
+        lr_max=max(fine),
+    )
     t_adapt = time.perf_counter() - t1
     fine_recs = store.records("fine")
     grid_best = min(fine_recs, key=lambda r: r.loss if r.loss is not None else math.inf)
     ad = store.records("adaptive")
     ad_best = min(ad, key=lambda r: r.loss if r.loss is not None else math.inf)
     gap = abs(math.log2(ad_best.lr) - math.log2(grid_best.lr))
-    summary = {"widths": widths, "steps": steps, "lrs": lrs, "rows": rows,
-               "adaptive": {"grid_trials": len(fine_recs), "adaptive_trials": len(ad),
-                            "grid_best_lr": grid_best.lr, "adaptive_best_lr": ad_best.lr,
-                            "gap_octaves": gap},
-               "seconds": {"grid": t_grid, "adaptive_and_fine": t_adapt},
-               "fit": full.to_json()}
+    summary = {
+        "widths": widths,
+        "steps": steps,
+        "lrs": lrs,
+        "rows": rows,
+        "adaptive": {
+            "grid_trials": len(fine_recs),
+            "adaptive_trials": len(ad),
+            "grid_best_lr": grid_best.lr,
+            "adaptive_best_lr": ad_best.lr,
+            "gap_octaves": gap,
+        },
+        "seconds": {"grid": t_grid, "adaptive_and_fine": t_adapt},
+        "fit": full.to_json(),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(f"\nwidths {widths[0]}..{widths[-1]} ({widths[-1] // widths[0]}x), {steps} steps, "
-          f"pytext, GPT depth 2; grid {len(lrs)} LRs x 2 schemes; {t_grid / 60:.1f} min")
-    print(f"{'scheme':<6} {'method':<6} {'drift (oct)':>11} {'slope/doubling':>15} "
-          f"{'lr transfer':>11} {'loss transfer':>13} {'best direct':>11} {'regret':>8}")
+    print(
+        f"\nwidths {widths[0]}..{widths[-1]} ({widths[-1] // widths[0]}x), {steps} steps, "
+        f"pytext, GPT depth 2; grid {len(lrs)} LRs x 2 schemes; {t_grid / 60:.1f} min"
+    )
+    print(
+        f"{'scheme':<6} {'method':<6} {'drift (oct)':>11} {'slope/doubling':>15} "
+        f"{'lr transfer':>11} {'loss transfer':>13} {'best direct':>11} {'regret':>8}"
+    )
     for r in rows:
-        print(f"{r['scheme']:<6} {r['method']:<6} {r['drift_octaves']:>+11.2f} "
-              f"{r['slope']:>+15.2f} {r['lr_transfer']:>11.4g} {r['loss_transfer']:>13.4f} "
-              f"{r['loss_best_direct']:>11.4f} {100 * r['regret']:>7.2f}%")
+        print(
+            f"{r['scheme']:<6} {r['method']:<6} {r['drift_octaves']:>+11.2f} "
+            f"{r['slope']:>+15.2f} {r['lr_transfer']:>11.4g} {r['loss_transfer']:>13.4f} "
+            f"{r['loss_best_direct']:>11.4f} {100 * r['regret']:>7.2f}%"
+        )
     a = summary["adaptive"]
     ratio = a["adaptive_trials"] / a["grid_trials"]
-    print(f"adaptive search: {a['adaptive_trials']} trials vs fine grid {a['grid_trials']} "
-          f"(ratio {ratio:.2f}); best LR {a['adaptive_best_lr']:.4g} vs grid "
-          f"{a['grid_best_lr']:.4g}: {a['gap_octaves']:.2f} octave apart")
+    print(
+        f"adaptive search: {a['adaptive_trials']} trials vs fine grid {a['grid_trials']} "
+        f"(ratio {ratio:.2f}); best LR {a['adaptive_best_lr']:.4g} vs grid "
+        f"{a['grid_best_lr']:.4g}: {a['gap_octaves']:.2f} octave apart"
+    )
     print(f"figures: {out / 'transfer.png'}, {out / 'optimum_vs_width.png'}")
     OmegaConf.save(OmegaConf.create(summary), out / "summary.yaml")
 

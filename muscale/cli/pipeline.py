@@ -12,9 +12,17 @@ def main(argv: list[str]) -> int:
     fmt = check_format(cfg.format)
     res = run_pipeline(cfg)
     if fmt == "json":
-        print_json({"out": str(res.out), "coord_passed": res.coord_passed, "fit": res.fit,
-                    "target_config": str(res.target_config), "target_loss": res.target_loss,
-                    "predicted_loss": res.predicted_loss, "timings": res.timings})
+        print_json(
+            {
+                "out": str(res.out),
+                "coord_passed": res.coord_passed,
+                "fit": res.fit,
+                "target_config": str(res.target_config),
+                "target_loss": res.target_loss,
+                "predicted_loss": res.predicted_loss,
+                "timings": res.timings,
+            }
+        )
     else:
         print((res.out / "summary.md").read_text())
         print(f"outputs in {res.out}")

@@ -1,8 +1,9 @@
 """Theory diagnostics: random-matrix laws, weight spectra, Jacobians, Hessians, NTKs,
 lazy-vs-rich training and random projections (see docs/diagnostics.md).
 
-Heavy pieces (matplotlib, torch.func) are imported where used; importing this package only
-imports numpy, scipy-free law functions and torch.
+Heavy optional pieces (matplotlib for reports, scipy's tridiagonal eigensolver, the core
+model builder for ``lazy``) are imported where used; importing this package loads only
+numpy and torch.
 """
 
 from muscale.diagnostics.hessian import (

@@ -250,11 +250,18 @@ def fit_loss_law(curves: list[CurveFit]) -> dict[str, Any]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("error", OptimizeWarning)
-                popt, pcov = curve_fit(law, w, y, p0=p0, maxfev=20000,
-                                       bounds=([0, 0, 0], [np.inf, np.inf, 4]))
+                popt, pcov = curve_fit(
+                    law, w, y, p0=p0, maxfev=20000, bounds=([0, 0, 0], [np.inf, np.inf, 4])
+                )
             if np.all(np.isfinite(pcov)):
-                return {"form": "E + A w^-p", "E": float(popt[0]), "A": float(popt[1]),
-                        "p": float(popt[2]), "cov": pcov.tolist(), "dof": len(w) - 3}
+                return {
+                    "form": "E + A w^-p",
+                    "E": float(popt[0]),
+                    "A": float(popt[1]),
+                    "p": float(popt[2]),
+                    "cov": pcov.tolist(),
+                    "dof": len(w) - 3,
+                }
         except (RuntimeError, ValueError, OptimizeWarning):
             pass
     x = np.log2(w)
@@ -263,11 +270,18 @@ def fit_loss_law(curves: list[CurveFit]) -> dict[str, Any]:
     dof = len(w) - 2
     s2 = float(np.sum((y - X @ coef) ** 2) / dof) if dof > 0 else 0.0
     cov = s2 * np.linalg.inv(X.T @ X)
-    return {"form": "a + b log2(w)", "a": float(coef[0]), "b": float(coef[1]),
-            "cov": cov.tolist(), "dof": dof}
+    return {
+        "form": "a + b log2(w)",
+        "a": float(coef[0]),
+        "b": float(coef[1]),
+        "cov": cov.tolist(),
+        "dof": dof,
+    }
 
 
-def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tuple[float, float, float]:
+def predict_loss(
+    law: dict[str, Any], width: float, n_samples: int = 500
+) -> tuple[float, float, float]:
     """Predicted loss at ``width`` and its 95% interval (t-interval / covariance sampling)."""
     from scipy import stats
 
@@ -284,8 +298,9 @@ def predict_loss(law: dict[str, Any], width: float, n_samples: int = 500) -> tup
 
     mean = f(theta)
     rng = np.random.default_rng(0)
-    draws = rng.multivariate_normal(theta, np.array(law["cov"]), size=n_samples,
-                                    check_valid="ignore")
+    draws = rng.multivariate_normal(
+        theta, np.array(law["cov"]), size=n_samples, check_valid="ignore"
+    )
     vals = np.array([f(d) for d in draws if d[2] >= 0])
     vals = vals[np.isfinite(vals)]
     if len(vals) < 10:

@@ -37,7 +37,9 @@ class TrainerConfig:
     ``diverge_factor``: stop as diverged when a logged loss is non-finite or above
     ``diverge_factor`` x the first step's loss (0: only non-finite). ``stop_at``: end this
     invocation after step N with a checkpoint, as if pre-empted (to split a run over jobs);
-    ``time_limit_s`` does the same after a wall-clock budget. ``monitor_every``: log
+    ``time_limit_s`` does the same after a wall-clock budget. ``threads``: CPU threads for
+    torch (null: torch's default; 1 per trial when trials run in parallel on a small
+    machine). ``monitor_every``: log
     :func:`muscale.diagnostics.monitor.spectral_summary` every N steps (0: off).
     """
 
@@ -60,6 +62,7 @@ class TrainerConfig:
     time_limit_s: float | None = None
     monitor_every: int = 0
     progress: str = "auto"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_positive("trainer.max_steps", self.max_steps)
@@ -68,6 +71,8 @@ class TrainerConfig:
         for name in ("log_every", "grad_accum", "keep_checkpoints"):
             check_positive(f"trainer.{name}", getattr(self, name))
         check_positive("trainer.grad_clip", self.grad_clip, allow_zero=True)
+        if self.threads is not None:
+            check_positive("trainer.threads", self.threads)
         check_positive("trainer.diverge_factor", self.diverge_factor, allow_zero=True)
         if 0 < self.diverge_factor <= 1:
             raise ConfigError(

@@ -226,6 +226,8 @@ def run(cfg: Any, run_dir: str | Path, *, data: Any = None) -> TrainResult:
     """
     t_start = time.perf_counter()
     tcfg = trainer_config(_plain(cfg).get("trainer") or {})
+    if tcfg.threads:  # e.g. 1 per trial when a sweep runs trials side by side
+        torch.set_num_threads(tcfg.threads)
     device = dist_utils.resolve_device(tcfg.device, dist_utils.env_info()[2])
     info = dist_utils.setup(tcfg.parallel, device)
     try:
