@@ -94,6 +94,7 @@ def main() -> None:
         "trainer.eval_every=0",
         "data.eval_batches=8",
         "optim.schedule.warmup_steps=20",
+        "trainer.threads=1",
     ]
     t0 = time.perf_counter()
     sweep(out, "grid", common, widths=widths, schemes=["sp", "mup"], lrs=lrs)
