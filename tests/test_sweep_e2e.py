@@ -163,6 +163,44 @@ def test_sweep_bad_input(tmp_path, args, needle):
     )
 
 
+def _fake_trials(store: Store, sweep: str, widths: list[int]) -> None:
+    """Finished trials without training (a quadratic loss in log2 LR), for CLI error paths."""
+    import math
+
+    for w in widths:
+        for lr in (1e-3, 1e-2, 1e-1):
+            key = f"{sweep}-{w}-{lr}"
+            cfg = {
+                "model": {"family": "gpt", "width": w, "depth": 1, "n_heads": 2},
+                "param": {"scheme": "mup", "base_width": min(widths)},
+                "optim": {"name": "adamw", "lr": lr},
+                "data": {"name": "synthetic"},
+                "trainer": {},
+                "logger": {},
+            }
+            store.start(
+                key,
+                sweep=sweep,
+                scheme="mup",
+                width=w,
+                depth=1,
+                seed=0,
+                lr=lr,
+                hparams={},
+                config=cfg,
+                run_dir="x",
+            )
+            loss = 3.0 + 0.1 * (math.log2(lr) + 7) ** 2 - 0.01 * w
+            store.finish(
+                key,
+                final_loss=loss,
+                final_eval_loss=loss,
+                best_eval_loss=loss,
+                diverged=False,
+                wall_time=0.0,
+            )
+
+
 def test_fit_and_transfer_bad_input(tmp_path):
     empty = tmp_path / "empty.db"
     Store(str(empty))
@@ -171,27 +209,30 @@ def test_fit_and_transfer_bad_input(tmp_path):
     proc = muscale("fit", f"store={tmp_path / 'nope.db'}", cwd=tmp_path)
     assert proc.returncode == 2 and "not found" in proc.stderr
     assert not (tmp_path / "nope.db").exists()  # a typo creates nothing
-    one = muscale(
-        *_sweep_args(
-            tmp_path, "one", "sweep.widths=[16]", "sweep.lrs=[0.01,0.1]", "model.n_heads=2"
-        ),
-        cwd=tmp_path,
-    )
-    assert one.returncode == 0, one.stderr[-1000:]
+    store = Store(str(tmp_path / "store.db"))
+    _fake_trials(store, "one", [16])
+    _fake_trials(store, "two", [16, 32])
     proc = muscale("fit", f"store={tmp_path / 'store.db'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "several sweeps" in proc.stderr
+    proc = muscale("fit", f"store={tmp_path / 'store.db'}", "sweep=one", cwd=tmp_path)
     assert proc.returncode == 2 and "single width" in proc.stderr
-    two = muscale(
-        *_sweep_args(
-            tmp_path, "two", "sweep.widths=[16,32]", "sweep.lrs=[0.01,0.1]", "model.n_heads=2"
-        ),
-        cwd=tmp_path,
-    )
-    assert two.returncode == 0
     proc = muscale(
         "transfer", f"store={tmp_path / 'store.db'}", "sweep=two", "target.width=8", cwd=tmp_path
     )
     assert proc.returncode == 2 and "target.width" in proc.stderr
     assert proc.stderr.count("\n") == 1
+    ok = muscale(
+        "transfer",
+        f"store={tmp_path / 'store.db'}",
+        "sweep=two",
+        "target.width=64",
+        f"out={tmp_path / 't.yaml'}",
+        "format=json",
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    prov = json.loads(ok.stdout)
+    assert prov["lr"] == pytest.approx(2**-7, rel=0.05) and prov["transfer_holds"]
 
 
 @pytest.mark.slurm
