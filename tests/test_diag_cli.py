@@ -40,6 +40,7 @@ def gpt_run(tmp_path_factory):
     )
 
 
+@pytest.mark.slow
 def test_diagnose_gpt_json_and_report(gpt_run, tmp_path, capsys):
     out = tmp_path / "rep"
     rc = main(

@@ -80,7 +80,7 @@ def test_weight_spectra_fits_init_variance_and_finds_planted_spike():
     lam, _ = bbp_outlier(theta, p / n)
     # the outlier fluctuates with relative sd ≈ √(2(1 − γ/θ²)/n) ≈ 3% (Paul 2007): 2.5 sd
     assert r0.spikes[0] == pytest.approx(lam * 0.05**2, rel=0.08)
-    sv = torch.linalg.svdvals(model[1].weight.double())
+    sv = torch.linalg.svdvals(model[1].weight.detach().double())
     assert rows["1.weight"].stable_rank == pytest.approx(
         float((sv**2).sum() / sv[0] ** 2), rel=1e-4
     )

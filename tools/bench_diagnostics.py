@@ -88,7 +88,7 @@ def bench_spectra(small: bool, ww_mp_fit: bool = True) -> list[tuple]:
     out.append(
         (
             "",
-            "WeightWatcher 0.7.7",
+            "WeightWatcher 0.7.7" + (" mp_fit" if ww_mp_fit else " (α only)"),
             t_ww,
             f"median |sigma_mp−1| = {err_ww:.2e}; false spikes = "
             f"{int(df['num_spikes'].sum()) if 'num_spikes' in df else 'n/a'}; "

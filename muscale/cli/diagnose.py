@@ -17,6 +17,7 @@ output-trace mean NTK); an MLP's NTK is the mean over its outputs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -71,10 +72,9 @@ def load_source(checkpoint: str | None, device: str) -> Source:
         return Source(
             label=str(path), model=None, state=load_file(str(path), device=device), model_cfg={}
         )
-    try:
+    load_model: Any = None
+    with contextlib.suppress(ImportError):
         from muscale.train.checkpoint import load_model  # the trainer's loader
-    except ImportError:
-        load_model = None
     if load_model is not None:
         loaded = load_model(str(path), device=device)
         cfg = dict(loaded.config.get("model", {}))
@@ -110,7 +110,7 @@ def _batch(src: Source, n: int, seed: int, device: str) -> tuple[torch.Tensor, t
     return x.to(device), y.to(device)
 
 
-def _ce_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+def _ce_loss(model: nn.Module, batch: Any) -> torch.Tensor:
     x, y = batch
     logits = model(x)
     return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
@@ -118,6 +118,8 @@ def _ce_loss(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor]) -> torc
 
 class _ProjectedLast(nn.Module):
     """``uᵀ logits[:, -1] / √V``: a scalar output of a GPT for its NTK."""
+
+    u: torch.Tensor
 
     def __init__(self, model: nn.Module, u: torch.Tensor) -> None:
         super().__init__()

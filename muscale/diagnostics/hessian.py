@@ -76,7 +76,7 @@ def hvp_operator(
         return out
 
     def hvp_from(grads: tuple[torch.Tensor, ...], v: torch.Tensor) -> torch.Tensor:
-        dot = sum((g * u).sum() for g, u in zip(grads, unflatten(v), strict=True))
+        dot = torch.stack([(g * u).sum() for g, u in zip(grads, unflatten(v), strict=True)]).sum()
         hv = torch.autograd.grad(dot, params, retain_graph=True)
         return torch.cat([h.reshape(-1) for h in hv]).to(torch.float64)
 

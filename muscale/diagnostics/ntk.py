@@ -125,7 +125,8 @@ def _ntk_vp(model, params, x1, x2, w, chunk) -> torch.Tensor:
     def fb(p: dict, x: torch.Tensor) -> torch.Tensor:
         return functional_call(model, p, (x,)).reshape(len(x), -1)  # (N, O)
 
-    out2, vjp_fn = vjp(lambda p: fb(p, x2), params)
+    res = vjp(lambda p: fb(p, x2), params)
+    out2, vjp_fn = res[0], res[1]
 
     def column(vec: torch.Tensor) -> torch.Tensor:  # vec: (N2, O) -> J₁ W J₂ᵀ vec: (N1, O)
         (ct,) = vjp_fn(vec)
@@ -146,7 +147,7 @@ def ntk_vector_product(model: nn.Module, x: torch.Tensor, v: torch.Tensor) -> to
     def fb(p: dict) -> torch.Tensor:
         return functional_call(model, p, (x,)).reshape(len(x), -1)
 
-    _, vjp_fn = vjp(fb, params)
+    vjp_fn = vjp(fb, params)[1]
     (ct,) = vjp_fn(v.reshape(len(x), -1).to(next(iter(params.values())).dtype))
     return jvp(fb, (params,), (ct,))[1]
 

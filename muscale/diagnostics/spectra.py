@@ -184,13 +184,13 @@ def powerlaw_fit(
     alphas = np.where(denom > 0, 1.0 + n_k[cands] / np.where(denom > 0, denom, 1.0), np.nan)
     # KS of each candidate tail: rows = candidates, cols = data index j.
     j = np.arange(n)[None, :]
-    k = cands[:, None]
-    mask = j >= k
+    kk = cands[:, None]
+    mask = j >= kk
     ratio = np.exp(logx[None, :] - logx[cands][:, None])
     fitted = 1.0 - ratio ** (1.0 - alphas[:, None])
     nk = n_k[cands][:, None]
-    upper = (j - k + 1) / nk
-    lower = (j - k) / nk
+    upper = (j - kk + 1) / nk
+    lower = (j - kk) / nk
     dev = np.maximum(np.abs(upper - fitted), np.abs(lower - fitted))
     ks = np.where(mask, dev, 0.0).max(axis=1)
     ks = np.where(np.isfinite(alphas), ks, np.inf)
