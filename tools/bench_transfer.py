@@ -105,7 +105,7 @@ def main() -> None:
     sweep(out, "grid", common, widths=widths, schemes=["sp", "mup"], lrs=lrs)
     t_grid = time.perf_counter() - t0
     store = Store(str(out / "store.db"))
-    recs = store.records("grid")
+    recs = [r for r in store.records("grid") if r.width in widths]
     full = fit_sweep(recs)
     proxies = fit_sweep([r for r in recs if r.width < max(widths)])
     plot_transfer(full, out / "transfer.png")
