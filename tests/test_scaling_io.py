@@ -50,3 +50,44 @@ def test_unknown_suffix_and_missing_file(tmp_path):
         read_table(tmp_path / "runs.xlsx")
     with pytest.raises(UserError, match="no such file"):
         read_table(tmp_path / "runs.csv")
+
+
+def test_sweep_store_reads_as_a_table_of_runs(tmp_path):
+    """`muscale scaling fit store=...`: N from each trial's model, D = steps x batch x seq."""
+    from muscale.build import build_model
+    from muscale.scaling.io import from_store
+    from muscale.sweep.store import Store
+
+    store = Store(str(tmp_path / "s.db"))
+    for i, (w, loss) in enumerate([(32, 3.0), (64, 2.8), (64, None)]):
+        cfg = {
+            "model": {"family": "gpt", "width": w, "depth": 2, "vocab_size": 256},
+            "param": {"scheme": "mup", "base_width": 32},
+            "optim": {"name": "adamw"},
+            "data": {"batch_size": 8, "seq_len": 16},
+            "trainer": {"max_steps": 100},
+        }
+        store.start(
+            f"k{i}",
+            sweep="s",
+            scheme="mup",
+            width=w,
+            depth=2,
+            seed=0,
+            lr=0.01,
+            hparams={},
+            config=cfg,
+            run_dir="x",
+        )
+        store.finish(
+            f"k{i}",
+            final_loss=loss,
+            final_eval_loss=loss,
+            best_eval_loss=loss,
+            diverged=loss is None,
+            wall_time=0.0,
+        )
+    df = from_store(str(tmp_path / "s.db"))
+    assert len(df) == 2 and set(df["D"]) == {100 * 8 * 16}
+    model, _ = build_model(cfg["model"], cfg["param"], device="meta")
+    assert df.loc[df["loss"] == 2.8, "N"].item() == sum(p.numel() for p in model.parameters())

@@ -81,11 +81,17 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     from muscale.scaling.approach2 import fit_approach2
     from muscale.scaling.approach3 import fit_approach3, select_points
     from muscale.scaling.hparams import fit_hparams
-    from muscale.scaling.io import canonical, read_table
+    from muscale.scaling.io import canonical, from_store, read_table
 
     flops = _flops(cfg)
     columns = {str(k): str(v) for k, v in cfg.columns.items()}
-    df = canonical(read_table(str(cfg.data)), columns, flops)
+    if (cfg.data is None) == (cfg.get("store") is None):
+        raise UserError("give exactly one of data=<csv|parquet> or store=<sweep store>")
+    if cfg.data is not None:
+        raw = read_table(str(cfg.data))
+    else:
+        raw, columns = from_store(str(cfg.store), cfg.get("sweep")), {}
+    df = canonical(raw, columns, flops)
     chosen, auto = _approaches(cfg.approaches)
     want_hp = _tristate("hparams", cfg.hparams)
     n_boot, level, seed = int(cfg.bootstrap), float(cfg.level), int(cfg.seed)
@@ -174,7 +180,11 @@ def fit_data(cfg: DictConfig) -> dict[str, Any]:
     report["allocation"] = alloc
     report["tokens_per_param"] = {f"{r['C']:.0e}": r["tokens_per_param"] for r in alloc}
     report["flops"] = OmegaConf.to_container(cfg.flops)
-    report["data"] = {"path": str(cfg.data), "rows": len(df), "fitted_rows": fit3.n_points}
+    report["data"] = {
+        "path": str(cfg.data if cfg.data is not None else cfg.store),
+        "rows": len(df),
+        "fitted_rows": fit3.n_points,
+    }
     report["notes"] = notes
     return {
         "report": report,

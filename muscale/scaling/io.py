@@ -45,6 +45,51 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise UserError(f"data={p}: cannot read it ({' '.join(str(exc).split())})") from None
 
 
+def from_store(store: str, sweep: str | None = None) -> pd.DataFrame:
+    """Finished, non-diverged trials of a ``muscale sweep`` store as a table of runs.
+
+    ``N``: the model's parameter count (built on the meta device from the trial's stored
+    config, embeddings included, as Hoffmann et al. 2022 count them); ``D``: training tokens
+    ``max_steps x batch_size x seq_len`` (samples for an MLP); ``loss``: the trial's best
+    held-out loss; plus ``run`` (the trial key), ``lr`` and ``batch_size`` for the
+    hyperparameter laws.
+    """
+    from muscale.build import build_model
+    from muscale.sweep.store import Store
+
+    db = Store(store, create=False)
+    records = [r for r in db.records(sweep) if not r.diverged and r.loss is not None]
+    if not records:
+        raise UserError(
+            f"store={store}: no finished, non-diverged trials"
+            + (f" in sweep {sweep}" if sweep else "")
+        )
+    rows = []
+    sizes: dict[str, int] = {}
+    for r in records:
+        cfg = r.config
+        ident = repr((cfg["model"], cfg["param"].get("scheme")))
+        if ident not in sizes:
+            model, _ = build_model(cfg["model"], cfg["param"], device="meta")
+            sizes[ident] = sum(p.numel() for p in model.parameters())
+        data = cfg.get("data", {})
+        per_step = int(data.get("batch_size", 1)) * (
+            int(data.get("seq_len", 1)) if cfg["model"].get("family") == "gpt" else 1
+        )
+        steps = int(cfg.get("trainer", {}).get("max_steps", 0))
+        rows.append(
+            {
+                "N": sizes[ident],
+                "D": steps * per_step,
+                "loss": r.loss,
+                "run": r.key,
+                "lr": r.lr,
+                "batch_size": int(data.get("batch_size", 1)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def canonical(
     raw: pd.DataFrame,
     columns: Mapping[str, str] | None = None,
