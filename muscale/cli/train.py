@@ -23,24 +23,10 @@ from muscale.errors import UserError
 
 
 def register_schemas() -> None:
-    """The core, data and trainer schemas (idempotent; until muscale.config has them all)."""
-    from hydra.core.config_store import ConfigStore
-
+    """The core, data and trainer schemas (kept for callers; see muscale.config)."""
     from muscale.config import register_configs
-    from muscale.data.config import data_schemas
-    from muscale.train.config import train_schemas
 
     register_configs()
-    cs = ConfigStore.instance()
-    for group, name, node in [*data_schemas(), *train_schemas()]:
-        cs.store(group=group, name=name, node=node)
-
-
-def _is_sweep_value(override: str) -> bool:
-    value = override.split("=", 1)[-1]
-    return ("," in value and not value.startswith("[")) or value.startswith(
-        ("range(", "choice(", "interval(", "glob(")
-    )
 
 
 def _run_dir_flag(flags: list[str]) -> Path | None:
@@ -66,7 +52,7 @@ def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
 def main(argv: list[str]) -> int:
     import hydra
 
-    from muscale.cli.common import compose, conf_dir, hydra_flags
+    from muscale.cli.common import compose, conf_dir, config_location, hydra_flags, is_sweep_value
     from muscale.config import to_dict
     from muscale.train.distributed import env_info
     from muscale.train.loop import EXIT_DIVERGED, prepare, run
@@ -74,7 +60,8 @@ def main(argv: list[str]) -> int:
     overrides, flags = hydra_flags(argv)
     multirun = any(f in ("-m", "--multirun") for f in flags)
     register_schemas()
-    cfg = compose("train", [o for o in overrides if not _is_sweep_value(o)])
+    name, cdir = config_location(flags, "train")
+    cfg = compose(name, [o for o in overrides if not is_sweep_value(o)], extra_dir=cdir)
     pre: Any = None
     if not multirun:
         pre = prepare(cfg, _run_dir_flag(flags))
