@@ -47,3 +47,19 @@ def to_dict(obj: object) -> dict:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     return dict(obj)  # type: ignore[call-overload]
+
+
+def typed_config(cls: type, fields: dict, prefix: str, what: str | None = None) -> object:
+    """``cls(**fields)``, but an unknown field is a ConfigError naming it and the valid ones
+    (a dataclass would raise a bare TypeError)."""
+    from muscale.errors import ConfigError
+
+    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise ConfigError(
+            f"{prefix}.{unknown[0]}",
+            fields[unknown[0]],
+            f"not a field of {what or prefix}; fields: {', '.join(sorted(known))}",
+        )
+    return cls(**fields)

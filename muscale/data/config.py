@@ -208,18 +208,9 @@ def data_config(d: Any) -> DataConfig:
     """
     if isinstance(d, DataConfig):
         return d
-    from muscale.config import to_dict
+    from muscale.config import to_dict, typed_config
 
     fields = to_dict(d)
     name = fields.get("name", "synthetic")
     check_choice("data.name", name, DATASET_NAMES)
-    cls = DATA_CONFIGS[name]
-    known = set(cls.__dataclass_fields__)
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ConfigError(
-            f"data.{unknown[0]}",
-            fields[unknown[0]],
-            f"not a field of data={name}; fields: {', '.join(sorted(known))}",
-        )
-    return cls(**fields)
+    return typed_config(DATA_CONFIGS[name], fields, "data", f"data={name}")  # type: ignore[return-value]

@@ -136,18 +136,10 @@ def register_train_schemas() -> None:
 def _typed(cls: type, d: Any, prefix: str) -> Any:
     if isinstance(d, cls):
         return d
-    from muscale.config import to_dict
+    from muscale.config import to_dict, typed_config
 
     fields = to_dict(d) if d is not None else {}
-    known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise ConfigError(
-            f"{prefix}.{unknown[0]}",
-            fields[unknown[0]],
-            f"not a {prefix} field; fields: {', '.join(sorted(known))}",
-        )
-    return cls(**fields)
+    return typed_config(cls, fields, prefix)
 
 
 def trainer_config(d: Any) -> TrainerConfig:
