@@ -10,7 +10,7 @@ import pytest
 
 from muscale.errors import UserError
 from muscale.sweep.config import SweepConfig
-from muscale.sweep.fit import fit_sweep
+from muscale.sweep.optima import fit_sweep
 from muscale.sweep.store import Record, Store
 from muscale.sweep.strategy import AdaptivePlanner, GridPlanner, next_x
 

@@ -32,7 +32,7 @@ from torch import nn
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig, MLPConfig
 from muscale.models.layers import apply_rope, rope_cache
-from muscale.optim.build import make_optimizer
+from muscale.optim.optimizer import make_optimizer
 from muscale.optim.config import OptimConfig
 from muscale.param.config import ParamConfig
 

@@ -67,7 +67,7 @@ def plain_loop(cfg, steps: int, warmup: int, compiled: bool) -> float:
 
     from muscale.build import build_model
     from muscale.data import build_data
-    from muscale.optim.build import make_optimizer
+    from muscale.optim.optimizer import make_optimizer
     from muscale.optim.config import OptimConfig
 
     data = build_data(cfg.data)

@@ -3,7 +3,7 @@
 Hydra only loads sweepers from the ``hydra_plugins`` package, so this thin class lives here
 and the logic lives in :mod:`muscale.sweep`. It works with any Hydra launcher (basic,
 joblib, submitit/SLURM): each round is one ``launcher.launch`` batch, each job runs
-:func:`muscale.sweep.trial.run_trial`, which writes its result to the store before
+:func:`muscale.sweep.job.run_trial`, which writes its result to the store before
 returning it. Finished trials found in the store are never launched again.
 """
 

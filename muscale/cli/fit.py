@@ -11,7 +11,7 @@ from muscale.errors import UserError
 
 def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
     """Open the store, pick the sweep, fit it (shared by ``fit`` and ``transfer``)."""
-    from muscale.sweep.fit import fit_sweep
+    from muscale.sweep.optima import fit_sweep
     from muscale.sweep.store import Store
 
     store = Store(str(cfg.store), create=False)

@@ -13,7 +13,7 @@ from muscale.cli.common import compose, config_location, hydra_flags, run_hydra_
 
 
 def _task(cfg: Any) -> Any:
-    from muscale.sweep.trial import run_trial
+    from muscale.sweep.job import run_trial
 
     return run_trial(cfg)
 

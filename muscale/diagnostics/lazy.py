@@ -1,7 +1,7 @@
 r"""Lazy vs rich training: how much weights and the tangent kernel move, against width.
 
 Trains the core's MLP (built by :func:`muscale.build.build_model`, optimised by
-:func:`muscale.optim.build.make_optimizer`, so every scheme uses its own rule table) on a
+:func:`muscale.optim.optimizer.make_optimizer`, so every scheme uses its own rule table) on a
 fixed teacher task, full batch, and measures after ``steps`` steps:
 
 * ``rel_w_op``: mean over hidden matrices of ``‖W_T − W_0‖₂ / ‖W_0‖₂`` (operator norm). The
@@ -71,7 +71,7 @@ def train_once(
     """One run: build, record W₀ and K₀, train ``steps`` full-batch steps, measure."""
     from muscale.build import build_model
     from muscale.models.configs import MLPConfig
-    from muscale.optim.build import make_optimizer
+    from muscale.optim.optimizer import make_optimizer
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
 

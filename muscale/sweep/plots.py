@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from muscale.sweep.fit import SweepFit
+from muscale.sweep.optima import SweepFit
 
 
 def plot_transfer(fit: SweepFit, path: Path) -> Path:

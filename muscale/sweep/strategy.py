@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 
 from muscale.sweep.config import SweepConfig, param_key
-from muscale.sweep.trials import Trial
+from muscale.sweep.trial_spec import Trial
 
 #: a curve's measured points: log2(LR) -> mean loss over seeds (inf: diverged or failed)
 Curve = dict[float, float]

@@ -19,7 +19,7 @@ import numpy as np
 import yaml
 
 from muscale.errors import ConfigError, UserError
-from muscale.sweep.fit import SweepFit, predict_loss
+from muscale.sweep.optima import SweepFit, predict_loss
 from muscale.sweep.store import Record
 
 METHODS = ("auto", "mean", "trend")

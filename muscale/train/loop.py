@@ -9,7 +9,7 @@ Works the same from ``muscale train`` (Hydra), from a sweep trial (in-process) a
    touches an existing run directory.
 2. The model is built and initialised from ``trainer.seed`` (identically on every rank),
    wrapped for DDP/FSDP2, optionally compiled; the optimizer and schedule come from the
-   plan (:func:`muscale.optim.build.make_optimizer`).
+   plan (:func:`muscale.optim.optimizer.make_optimizer`).
 3. Each step ``s`` trains on ``data.train_batch(s, micro, grad_accum)``, a pure function
    of the step, so resuming at step ``s`` needs no data state and an interrupted run
    resumed from a checkpoint follows the uninterrupted trajectory bit for bit (CPU).
@@ -250,7 +250,7 @@ def _train(
 ) -> TrainResult:
     from muscale.build import build_model
     from muscale.models import model_config
-    from muscale.optim.build import make_optimizer
+    from muscale.optim.optimizer import make_optimizer
     from muscale.optim.schedules import lr_multiplier
     from muscale.train.logging import MetricsLogger
     from muscale.train.mfu import flops_per_token, peak_flops
