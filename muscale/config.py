@@ -1,43 +1,22 @@
-"""Registration of muscale's structured configs with Hydra's ConfigStore.
+"""Helpers for building typed configs: the bottom of muscale's config layer.
 
-Called explicitly by the CLI before composing (never at import time), so importing muscale
-mutates no global registry. Each entry maps a config group option to the dataclass that
-types and validates it; the YAML files in ``conf/`` name these schemas in their defaults.
+The config dataclasses live beside what they configure (``models/configs.py``,
+``param/config.py``, ``optim/config.py``, ``data/config.py``, ``train/config.py``,
+``sweep/config.py``); each imports only :mod:`muscale.errors`, the rule tables and this
+module, so any layer can import any config without a cycle. Hydra (schema registration,
+composition, running apps) is one layer up, in :mod:`muscale.hydra_app`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
 
-def register_configs() -> None:
-    """Register every schema (idempotent)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    for group, name, node in _schemas():
-        cs.store(group=group, name=name, node=node)
-
-
-def _schemas() -> list[tuple[str | None, str, type]]:
-    from muscale.data.config import data_schemas
-    from muscale.models.configs import GPTConfig, MLPConfig
-    from muscale.optim.config import OptimConfig
-    from muscale.param.config import ParamConfig
-    from muscale.train.config import train_schemas
-
-    return [
-        *data_schemas(),
-        *train_schemas(),
-        ("schema/model", "mlp", MLPConfig),
-        ("schema/model", "gpt", GPTConfig),
-        ("schema", "param", ParamConfig),
-        ("schema", "optim", OptimConfig),
-    ]
+from muscale.errors import ConfigError
 
 
 def to_dict(obj: object) -> dict:
     """A plain dict from a dataclass, DictConfig or mapping (for building typed configs)."""
-    import dataclasses
-
     from omegaconf import DictConfig, OmegaConf
 
     if isinstance(obj, DictConfig):
@@ -49,11 +28,9 @@ def to_dict(obj: object) -> dict:
     return dict(obj)  # type: ignore[call-overload]
 
 
-def typed_config(cls: type, fields: dict, prefix: str, what: str | None = None) -> object:
+def typed_config(cls: type, fields: dict, prefix: str, what: str | None = None) -> Any:
     """``cls(**fields)``, but an unknown field is a ConfigError naming it and the valid ones
     (a dataclass would raise a bare TypeError)."""
-    from muscale.errors import ConfigError
-
     known = set(cls.__dataclass_fields__)  # type: ignore[attr-defined]
     unknown = sorted(set(fields) - known)
     if unknown:
@@ -63,3 +40,4 @@ def typed_config(cls: type, fields: dict, prefix: str, what: str | None = None) 
             f"not a field of {what or prefix}; fields: {', '.join(sorted(known))}",
         )
     return cls(**fields)
+

@@ -53,7 +53,7 @@ def _sweep_overrides(cfg: DictConfig, out: Path) -> list[str]:
 
 
 def run_pipeline(cfg: DictConfig) -> PipelineResult:
-    from muscale.cli.common import compose, run_hydra_app
+    from muscale.hydra_app import compose, run_hydra_app
     from muscale.sweep.optima import fit_sweep
     from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
     from muscale.sweep.store import Store

@@ -11,7 +11,8 @@ from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from muscale.cli.common import compose, conf_dir
-from muscale.config import register_configs, to_dict
+from muscale.config import to_dict
+from muscale.hydra_app import register_configs
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = conf_dir()

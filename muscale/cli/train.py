@@ -23,8 +23,8 @@ from muscale.errors import UserError
 
 
 def register_schemas() -> None:
-    """The core, data and trainer schemas (kept for callers; see muscale.config)."""
-    from muscale.config import register_configs
+    """The core, data and trainer schemas (kept for callers; see muscale.hydra_app)."""
+    from muscale.hydra_app import register_configs
 
     register_configs()
 
@@ -50,9 +50,7 @@ def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    import hydra
-
-    from muscale.cli.common import compose, conf_dir, config_location, hydra_flags, is_sweep_value
+    from muscale.cli.common import compose, config_location, hydra_flags, is_sweep_value, run_app, sig4
     from muscale.config import to_dict
     from muscale.train.distributed import env_info
     from muscale.train.loop import EXIT_DIVERGED, prepare, run
@@ -84,19 +82,15 @@ def main(argv: list[str]) -> int:
             ev = res.final_eval_loss
             sys.stderr.write(
                 f"muscale train: {'DIVERGED' if res.diverged else 'done'} at step {res.steps}"
-                f" | loss {res.final_loss} | eval_loss {ev} | {res.run_dir}\n"
+                f" | loss {sig4(res.final_loss)} | eval_loss {sig4(ev)} | {res.run_dir}\n"
             )
         return EXIT_DIVERGED if res.diverged else 0
 
     rank = env_info()[0]
     scratch = tempfile.mkdtemp(prefix=f"muscale-rank{rank}-") if rank else ""
-    app = hydra.main(config_path=str(conf_dir()), config_name="train", version_base="1.3")(task)
-    saved = sys.argv
-    sys.argv = ["muscale train", *_rank_argv(list(argv), rank, scratch)]
     try:
-        app()
+        run_app("train", _rank_argv(list(argv), rank, scratch), task)
     finally:
-        sys.argv = saved
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
     return EXIT_DIVERGED if any(r.diverged for r in results) else 0

@@ -129,7 +129,7 @@ def run_coord_check_from_config(
     """μP coordinate check of a ``conf/`` model (``muscale pipeline``'s first stage):
     composes ``coord_check`` with ``model=<model> param=<param> optim=<optim>``, saves the
     report and the plot into ``out``; returns whether it passed."""
-    from muscale.cli.common import compose
+    from muscale.hydra_app import compose
 
     lst = "[" + ",".join(str(int(w)) for w in widths) + "]"
     cfg = compose(
