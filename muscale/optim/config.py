@@ -61,7 +61,7 @@ class OptimConfig:
     """
 
     name: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
     weight_decay: float = 0.0

@@ -56,8 +56,8 @@ class SweepConfig:
     ``store``: SQLite path or database URL (``postgresql://...`` on clusters).
     """
 
-    name: str = "sweep"
-    widths: list[int] = field(default_factory=lambda: [64, 128, 256])
+    name: str = "default"
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
     schemes: list[str] = field(default_factory=lambda: ["mup"])
     seeds: list[int] = field(default_factory=lambda: [0])
     lrs: list[float] | None = None
