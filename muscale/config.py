@@ -40,4 +40,3 @@ def typed_config(cls: type, fields: dict, prefix: str, what: str | None = None) 
             f"not a field of {what or prefix}; fields: {', '.join(sorted(known))}",
         )
     return cls(**fields)
-

@@ -20,8 +20,15 @@ from omegaconf import DictConfig
 from muscale.errors import UserError
 
 #: Hydra command-line flags that take a value in the next argument
-VALUE_FLAGS = ("--config-dir", "-cd", "--config-name", "-cn", "--config-path", "-cp",
-               "--experimental-rerun")
+VALUE_FLAGS = (
+    "--config-dir",
+    "-cd",
+    "--config-name",
+    "-cn",
+    "--config-path",
+    "-cp",
+    "--experimental-rerun",
+)
 
 
 def schemas() -> list[tuple[str | None, str, type]]:

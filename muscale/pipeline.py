@@ -54,11 +54,11 @@ def _sweep_overrides(cfg: DictConfig, out: Path) -> list[str]:
 
 def run_pipeline(cfg: DictConfig) -> PipelineResult:
     from muscale.hydra_app import compose, run_hydra_app
+    from muscale.sweep.job import run_trial
     from muscale.sweep.optima import fit_sweep
     from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
     from muscale.sweep.store import Store
     from muscale.sweep.transfer import TargetConfig, make_transfer, write_transfer
-    from muscale.sweep.job import run_trial
     from muscale.train.loop import run as train
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig, MLPConfig
-from muscale.optim.optimizer import make_optimizer
 from muscale.optim.config import OptimConfig
+from muscale.optim.optimizer import make_optimizer
 from muscale.param.config import ParamConfig
 from muscale.param.plan import Plan
 

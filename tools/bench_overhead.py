@@ -32,8 +32,8 @@ from torch import nn
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig, MLPConfig
 from muscale.models.layers import apply_rope, rope_cache
-from muscale.optim.optimizer import make_optimizer
 from muscale.optim.config import OptimConfig
+from muscale.optim.optimizer import make_optimizer
 from muscale.param.config import ParamConfig
 
 

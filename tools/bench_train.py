@@ -67,8 +67,8 @@ def plain_loop(cfg, steps: int, warmup: int, compiled: bool) -> float:
 
     from muscale.build import build_model
     from muscale.data import build_data
-    from muscale.optim.optimizer import make_optimizer
     from muscale.optim.config import OptimConfig
+    from muscale.optim.optimizer import make_optimizer
 
     data = build_data(cfg.data)
     mcfg = {**cfg.model, "vocab_size": data.vocab_size, "seq_len": data.seq_len}

@@ -31,11 +31,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from muscale.cli.common import compose, run_hydra_app
+from muscale.sweep.job import run_trial
 from muscale.sweep.optima import fit_sweep
 from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
 from muscale.sweep.store import Store
 from muscale.sweep.transfer import transferred_lr
-from muscale.sweep.job import run_trial
 
 
 def lst(xs) -> str:

@@ -50,7 +50,14 @@ def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    from muscale.cli.common import compose, config_location, hydra_flags, is_sweep_value, run_app, sig4
+    from muscale.cli.common import (
+        compose,
+        config_location,
+        hydra_flags,
+        is_sweep_value,
+        run_app,
+        sig4,
+    )
     from muscale.config import to_dict
     from muscale.train.distributed import env_info
     from muscale.train.loop import EXIT_DIVERGED, prepare, run

@@ -100,8 +100,8 @@ def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.
                 "optimizer=OptimConfig needs the model's plan: make the factory return "
                 "(model, plan), or pass optimizer=callable(model) -> torch optimizer"
             )
-        from muscale.optim.optimizer import make_optimizer
         from muscale.optim.config import ScheduleConfig
+        from muscale.optim.optimizer import make_optimizer
 
         # constant LR: the scheduler would set lr = base · schedule(0) (0 during warmup)
         const = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))

@@ -71,8 +71,8 @@ def train_once(
     """One run: build, record W₀ and K₀, train ``steps`` full-batch steps, measure."""
     from muscale.build import build_model
     from muscale.models.configs import MLPConfig
-    from muscale.optim.optimizer import make_optimizer
     from muscale.optim.config import OptimConfig
+    from muscale.optim.optimizer import make_optimizer
     from muscale.param.config import ParamConfig
 
     ocfg = OptimConfig(name=optim, lr=lr)

@@ -28,7 +28,8 @@ import math
 import signal
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -245,247 +246,373 @@ def _precision(tcfg: TrainerConfig, device: torch.device) -> str:
     return tcfg.precision
 
 
-def _train(
-    setup: Setup, run_dir: Path, device: torch.device, info: dist_utils.DistInfo, t_start: float
-) -> TrainResult:
+@dataclass(kw_only=True)
+class TrainState:
+    """How far the run has come: ``train_state.json`` of a checkpoint holds these fields
+    (with the scheduler and optimizer layout), and resuming restores them."""
+
+    step: int = 0
+    tokens: int = 0
+    initial_loss: float | None = None
+    best_eval_loss: float | None = None
+    final_eval_loss: float | None = None
+    final_loss: float | None = None
+
+    @classmethod
+    def from_saved(cls, saved: dict[str, Any]) -> TrainState:
+        """The fields of a checkpoint's train state (missing ones at their defaults)."""
+        return cls(**{f.name: saved[f.name] for f in dataclasses.fields(cls) if f.name in saved})
+
+
+@dataclass(kw_only=True)
+class Trainer:
+    """The built pieces of one run (:func:`build`): the model as trained (wrapped for
+    DDP/FSDP2) and as run forward (compiled or not), the optimizer and its schedule."""
+
+    setup: Setup
+    run_dir: Path
+    device: torch.device
+    info: dist_utils.DistInfo
+    model: torch.nn.Module
+    fwd: Any  # the model, or torch.compile(model)
+    opt: torch.optim.Optimizer
+    sched: Any  # LambdaLR
+    plan: Any  # Plan
+    loss_fn: Callable[[Tensor, Tensor], Tensor]
+    autocast: Any  # a reusable context manager: bf16 autocast or nullcontext
+    lr_at: Callable[[int], float]  # step -> LR multiplier
+    per_step: int  # tokens (or samples) per optimizer step, all ranks
+    flops_per_token: float
+    peak_flops: float | None
+
+
+@dataclass(kw_only=True)
+class Outputs:
+    """Where a run reports: ``metrics.jsonl`` (+ W&B), the progress display, the monitor."""
+
+    logger: Any  # MetricsLogger
+    progress: Any  # Progress
+    monitor: Callable[[torch.nn.Module], dict[str, float]] | None
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.logger.log(row)
+        self.progress.metrics(row)
+
+
+@dataclass
+class Window:
+    """The steps since the last metrics line: their losses and grad norms stay on the
+    device until then, so logging costs one all-reduce per ``log_every`` steps."""
+
+    pending: list[tuple[int, Tensor, Tensor]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+    tokens: int = 0
+
+    def reset(self) -> None:
+        self.pending.clear()
+        self.t0, self.tokens = time.perf_counter(), 0
+
+
+def build(setup: Setup, run_dir: Path, device: torch.device, info: dist_utils.DistInfo) -> Trainer:
+    """Build the model (seeded by ``trainer.seed``, identical on every rank), wrap it for
+    DDP/FSDP2, and make the optimizer and schedule from its plan."""
     from muscale.build import build_model
     from muscale.models import model_config
     from muscale.optim.optimizer import make_optimizer
     from muscale.optim.schedules import lr_multiplier
-    from muscale.train.logging import MetricsLogger
     from muscale.train.mfu import flops_per_token, peak_flops
-    from muscale.train.progress import Progress
 
-    tcfg, data, config = setup.trainer, setup.data, setup.config
-    mcfg = model_config(config["model"])
+    tcfg, data = setup.trainer, setup.data
+    mcfg = model_config(setup.config["model"])
     precision = _precision(tcfg, device)
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(tcfg.seed)
-    model, plan = build_model(
+    base, plan = build_model(
         mcfg,
-        config["param"],
+        setup.config["param"],
         optim_family=setup.optim.rule_family,
         seed=tcfg.seed,
         device=device,
     )
-    flops_token = flops_per_token(model, mcfg)
-    peak = peak_flops(device, precision)
-    base = model
-    model = dist_utils.wrap(model, info, device)
+    flops = flops_per_token(base, mcfg)
+    model = dist_utils.wrap(base, info, device)
     opt, sched = make_optimizer(base, plan, setup.optim, total_steps=tcfg.max_steps)
-    lr_at = lr_multiplier(setup.optim.schedule, tcfg.max_steps)
-    state: dict[str, Any] = {
-        "step": 0,
-        "tokens": 0,
-        "initial_loss": None,
-        "best_eval_loss": None,
-        "final_eval_loss": None,
-        "final_loss": None,
-    }
-    if setup.resume_from is not None:
-        assert setup.resume_meta is not None
-        msd: dict = {}
-        if info.is_main:  # rank 0 reads the tensors; load_full_state broadcasts them
-            msd = ckpt_io.read_model_state(setup.resume_from, setup.resume_meta)
-        saved, osd, rng = ckpt_io.read_train_state(setup.resume_from, optim=info.is_main)
-        dist_utils.load_full_state(model, opt, msd, osd, info)
-        sched.load_state_dict(saved["scheduler"])
-        ckpt_io.set_rng_state(rng)
-        for k in state:
-            state[k] = saved.get(k, state[k])
-    start = int(state["step"])
-    fwd: Any = torch.compile(model) if tcfg.compile else model
-    loss_fn = KINDS[data.kind][0]
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16)
-        if precision == "bf16"
-        else contextlib.nullcontext()
+    bf16 = precision == "bf16"
+    return Trainer(
+        setup=setup,
+        run_dir=run_dir,
+        device=device,
+        info=info,
+        model=model,
+        fwd=torch.compile(model) if tcfg.compile else model,
+        opt=opt,
+        sched=sched,
+        plan=plan,
+        loss_fn=KINDS[data.kind][0],
+        autocast=torch.autocast(device.type, dtype=torch.bfloat16)
+        if bf16
+        else contextlib.nullcontext(),
+        lr_at=lr_multiplier(setup.optim.schedule, tcfg.max_steps),
+        per_step=data.batch_size * (data.seq_len if data.kind == "lm" else 1),
+        flops_per_token=flops,
+        peak_flops=peak_flops(device, precision),
     )
-    per_step = data.batch_size * (data.seq_len if data.kind == "lm" else 1)
-    params = [p for p in model.parameters() if p.requires_grad]
-    clip = tcfg.grad_clip if tcfg.grad_clip > 0 else float("inf")
-    accum = tcfg.grad_accum
 
+
+def restore(tr: Trainer) -> TrainState:
+    """The state to start from: fresh, or the resume checkpoint's (model, optimizer,
+    schedule and RNG states loaded in place)."""
+    setup, info = tr.setup, tr.info
+    if setup.resume_from is None:
+        return TrainState()
+    assert setup.resume_meta is not None
+    msd: dict = {}
+    if info.is_main:  # rank 0 reads the tensors; load_full_state broadcasts them
+        msd = ckpt_io.read_model_state(setup.resume_from, setup.resume_meta)
+    saved, osd, rng = ckpt_io.read_train_state(setup.resume_from, optim=info.is_main)
+    dist_utils.load_full_state(tr.model, tr.opt, msd, osd, info)
+    tr.sched.load_state_dict(saved["scheduler"])
+    ckpt_io.set_rng_state(rng)
+    return TrainState.from_saved(saved)
+
+
+def open_outputs(tr: Trainer, start: int) -> Outputs:
+    """The metrics logger (appending after ``start`` when resuming), ``config.json``, the
+    progress display and the optional spectral monitor."""
+    from muscale.train.logging import MetricsLogger
+    from muscale.train.progress import Progress
+
+    setup, info, tcfg = tr.setup, tr.info, tr.setup.trainer
+    resumed = setup.resume_from is not None
     logger = MetricsLogger(
-        run_dir,
+        tr.run_dir,
         enabled=info.is_main,
         cfg=setup.logger,
-        config=config,
-        resume_step=start if setup.resume_from is not None else None,
+        config=setup.config,
+        resume_step=start if resumed else None,
     )
     if info.is_main:
-        (run_dir / "config.json").write_text(
-            json.dumps(
-                {**config, "data_info": data.describe(), "world_size": info.world_size},
-                indent=1,
-                default=str,
-            )
-        )
+        config = {**setup.config, "data_info": setup.data.describe(), "world_size": info.world_size}
+        (tr.run_dir / "config.json").write_text(json.dumps(config, indent=1, default=str))
     progress = Progress(tcfg.progress, total=tcfg.max_steps, start=start, enabled=info.is_main)
-    if setup.resume_from is not None:
+    if resumed:
         progress.message(f"resumed from {setup.resume_from} at step {start}")
-
     monitor: Any = None
     if tcfg.monitor_every and info.parallel != "fsdp":
         try:
             from muscale.diagnostics.monitor import spectral_summary as monitor
         except ImportError:
             progress.message("trainer.monitor_every: muscale.diagnostics.monitor missing; off")
+    return Outputs(logger=logger, progress=progress, monitor=monitor)
 
-    def to_dev(t: Tensor) -> Tensor:
-        return t.to(device, non_blocking=True)
 
-    def train_step(step: int) -> tuple[Tensor, Tensor]:
-        model.train()
-        total = torch.zeros((), device=device)
-        for m in range(accum):
-            x, y = data.train_batch(step, m, accum)
-            with dist_utils.accumulating(model, info, m == accum - 1), autocast:
-                loss = loss_fn(fwd(to_dev(x)), to_dev(y))
-            (loss / accum if accum > 1 else loss).backward()
-            total += loss.detach()
-        gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
-        if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor
-            gnorm = gnorm.full_tensor()
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        return total / accum if accum > 1 else total, gnorm.detach()
-
-    @torch.no_grad()
-    def evaluate() -> float:
-        """Mean held-out loss; each rank takes its slice of every eval batch."""
-        model.eval()
-        acc = torch.zeros((), device=device)
-        for i in range(data.eval_batches):
-            x, y = data.eval_batch(i, info.rank, info.world_size)
-            with autocast:
-                acc += loss_fn(fwd(to_dev(x)), to_dev(y)).float()
-        return float(dist_utils.all_mean(acc / data.eval_batches, info))
-
-    def save(step: int) -> None:
-        msd, osd = dist_utils.full_state(model, opt, info)
-        if info.is_main:
-            ckpt_io.save_checkpoint(
-                run_dir / "checkpoints",
-                step=step,
-                model_state=msd,
-                optim_state=osd,
-                train_state={**state, "scheduler": _sched_state(sched)},
-                config=config,
-                plan=plan,
-                keep=tcfg.keep_checkpoints,
+def train_step(tr: Trainer, step: int) -> tuple[Tensor, Tensor]:
+    """One optimizer step over ``grad_accum`` micro-batches of step ``step``'s batch;
+    returns the mean loss and the global gradient norm (before clipping), on the device."""
+    tcfg, data, info, device = tr.setup.trainer, tr.setup.data, tr.info, tr.device
+    accum = tcfg.grad_accum
+    tr.model.train()
+    total = torch.zeros((), device=device)
+    for m in range(accum):
+        x, y = data.train_batch(step, m, accum)
+        with dist_utils.accumulating(tr.model, info, m == accum - 1), tr.autocast:
+            loss = tr.loss_fn(
+                tr.fwd(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
             )
-        dist_utils.barrier(info)
+        (loss / accum if accum > 1 else loss).backward()
+        total += loss.detach()
+    params = [p for p in tr.model.parameters() if p.requires_grad]
+    clip = tcfg.grad_clip if tcfg.grad_clip > 0 else float("inf")
+    gnorm = torch.nn.utils.clip_grad_norm_(params, clip)
+    if hasattr(gnorm, "full_tensor"):  # FSDP2: a DTensor
+        gnorm = gnorm.full_tensor()
+    tr.opt.step()
+    tr.sched.step()
+    tr.opt.zero_grad(set_to_none=True)
+    return total / accum if accum > 1 else total, gnorm.detach()
 
-    diverged, reason, stopped = False, None, False
-    pending: list[tuple[int, Tensor, Tensor]] = []
-    t_interval, tokens_interval = time.perf_counter(), 0
-    step = start
+
+@torch.no_grad()
+def evaluate(tr: Trainer) -> float:
+    """Mean held-out loss; each rank takes its slice of every eval batch."""
+    data, info, device = tr.setup.data, tr.info, tr.device
+    tr.model.eval()
+    acc = torch.zeros((), device=device)
+    for i in range(data.eval_batches):
+        x, y = data.eval_batch(i, info.rank, info.world_size)
+        with tr.autocast:
+            acc += tr.loss_fn(
+                tr.fwd(x.to(device, non_blocking=True)), y.to(device, non_blocking=True)
+            ).float()
+    return float(dist_utils.all_mean(acc / data.eval_batches, info))
+
+
+def save_checkpoint(tr: Trainer, state: TrainState) -> None:
+    """Checkpoint at ``state.step`` (every rank takes part in gathering the state)."""
+    msd, osd = dist_utils.full_state(tr.model, tr.opt, tr.info)
+    if tr.info.is_main:
+        ckpt_io.save_checkpoint(
+            tr.run_dir / "checkpoints",
+            step=state.step,
+            model_state=msd,
+            optim_state=osd,
+            train_state={**dataclasses.asdict(state), "scheduler": _sched_state(tr.sched)},
+            config=tr.setup.config,
+            plan=tr.plan,
+            keep=tr.setup.trainer.keep_checkpoints,
+        )
+    dist_utils.barrier(tr.info)
+
+
+def maybe_checkpoint(tr: Trainer, state: TrainState, *, stopping: bool) -> bool:
+    """Checkpoint before the last step when stopping early or every ``checkpoint_every``
+    steps (the last step is saved by :func:`finish`); whether it saved."""
+    tcfg, step = tr.setup.trainer, state.step
+    if step == tcfg.max_steps:
+        return False
+    if stopping or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0):
+        save_checkpoint(tr, state)
+        return True
+    return False
+
+
+def log_metrics(
+    tr: Trainer, state: TrainState, window: Window, out: Outputs, t_start: float, *, stop: bool
+) -> tuple[str | None, bool]:
+    """Reduce the window's losses and grad norms (and this rank's stop request) over ranks
+    in one all-reduce; log every ``log_every``-th step and the latest; check divergence.
+
+    Returns ``(why the run diverged or None, whether any rank asked to stop)``. On
+    divergence the state goes back to the first diverged step.
+    """
+    tcfg, step = tr.setup.trainer, state.step
+    packed = torch.stack(
+        [x for _, loss, gnorm in window.pending for x in (loss, gnorm)]
+        + [torch.tensor(float(stop), device=tr.device)]
+    )
+    reduced = dist_utils.all_mean(packed.float(), tr.info).tolist()
+    tps = window.tokens / max(time.perf_counter() - window.t0, 1e-9)
+    for j, (s, _, _) in enumerate(window.pending):
+        loss, gnorm = reduced[2 * j], reduced[2 * j + 1]
+        if state.initial_loss is None:
+            state.initial_loss = loss
+        state.final_loss = loss
+        reason = _divergence(loss, state.initial_loss, tcfg.diverge_factor)
+        if s % tcfg.log_every == 0 or s == step or reason is not None:
+            row = {
+                "step": s,
+                "loss": loss,
+                "lr": tr.setup.optim.lr * tr.lr_at(s - 1),
+                "tokens": state.tokens - (step - s) * tr.per_step,
+                "tokens_per_s": tps,
+                "grad_norm": gnorm,
+                "time": time.perf_counter() - t_start,
+            }
+            if tr.peak_flops:
+                row["mfu"] = tps * tr.flops_per_token / (tr.peak_flops * tr.info.world_size)
+            if reason is not None:
+                row.update(diverged=True, reason=reason)
+            out.log(row)
+        if reason is not None:
+            state.step, state.tokens = s, s * tr.per_step
+            return reason, False
+    window.reset()
+    return None, reduced[-1] > 0
+
+
+def log_eval(tr: Trainer, state: TrainState, out: Outputs) -> None:
+    """Evaluate, keep the best and latest held-out loss, log them."""
+    ev = evaluate(tr)
+    state.final_eval_loss = ev
+    if math.isfinite(ev) and (state.best_eval_loss is None or ev < state.best_eval_loss):
+        state.best_eval_loss = ev
+    out.log({"step": state.step, "eval_loss": ev, "tokens": state.tokens})
+
+
+def train_loop(
+    tr: Trainer, state: TrainState, out: Outputs, t_start: float
+) -> tuple[str | None, bool]:
+    """Train from ``state.step`` to ``trainer.max_steps``, evaluating, monitoring and
+    checkpointing on schedule. Returns ``(why it diverged or None, stopped early)``: early
+    on ``stop_at``, ``time_limit_s`` or SIGTERM, with a checkpoint to resume from."""
+    tcfg, info = tr.setup.trainer, tr.info
+    window = Window()
     with _StopSignal() as sig:
-        while step < tcfg.max_steps:
-            loss, gnorm = train_step(step)
-            step += 1
-            state["tokens"] += per_step
-            tokens_interval += per_step
-            pending.append((step, loss, gnorm))
-            progress.step(step)
-            last = step == tcfg.max_steps
+        while state.step < tcfg.max_steps:
+            loss, gnorm = train_step(tr, state.step)
+            state.step += 1
+            state.tokens += tr.per_step
+            window.tokens += tr.per_step
+            window.pending.append((state.step, loss, gnorm))
+            out.progress.step(state.step)
+            step, last = state.step, state.step == tcfg.max_steps
             early = tcfg.stop_at is not None and step >= tcfg.stop_at
+            stopping = False
             if step % tcfg.log_every == 0 or last or early:
                 timeout = tcfg.time_limit_s is not None and (
                     time.perf_counter() - t_start > tcfg.time_limit_s
                 )
-                packed = torch.stack(
-                    [x for _, lo, g in pending for x in (lo, g)]
-                    + [torch.tensor(float(sig.flag or timeout), device=device)]
+                reason, asked = log_metrics(
+                    tr, state, window, out, t_start, stop=sig.flag or timeout
                 )
-                reduced = dist_utils.all_mean(packed.float(), info).tolist()
-                elapsed = time.perf_counter() - t_interval
-                tps = tokens_interval / max(elapsed, 1e-9)
-                for j, (s, _, _) in enumerate(pending):
-                    lval, gval = reduced[2 * j], reduced[2 * j + 1]
-                    if state["initial_loss"] is None:
-                        state["initial_loss"] = lval
-                    state["final_loss"] = lval
-                    reason = _divergence(lval, state["initial_loss"], tcfg.diverge_factor)
-                    if s % tcfg.log_every == 0 or s == step or reason is not None:
-                        row = {
-                            "step": s,
-                            "loss": lval,
-                            "lr": setup.optim.lr * lr_at(s - 1),
-                            "tokens": state["tokens"] - (step - s) * per_step,
-                            "tokens_per_s": tps,
-                            "grad_norm": gval,
-                            "time": time.perf_counter() - t_start,
-                        }
-                        if peak:
-                            row["mfu"] = tps * flops_token / (peak * info.world_size)
-                        if reason is not None:
-                            row.update(diverged=True, reason=reason)
-                        logger.log(row)
-                        progress.metrics(row)
-                    if reason is not None:
-                        diverged, step = True, s
-                        state["tokens"] = s * per_step
-                        break
-                pending.clear()
-                if diverged:
-                    break
-                stopped = early or reduced[-1] > 0
-                t_interval, tokens_interval = time.perf_counter(), 0
-            eval_now = tcfg.eval_every and step % tcfg.eval_every == 0
-            if eval_now or (last and not diverged):
-                ev = evaluate()
-                state["final_eval_loss"] = ev
-                if math.isfinite(ev) and (
-                    state["best_eval_loss"] is None or ev < state["best_eval_loss"]
-                ):
-                    state["best_eval_loss"] = ev
-                row = {"step": step, "eval_loss": ev, "tokens": state["tokens"]}
-                logger.log(row)
-                progress.metrics(row)
-                t_interval = time.perf_counter()  # eval time is not training throughput
-            if monitor is not None and info.is_main and step % tcfg.monitor_every == 0:
-                logger.log({"step": step, **monitor(dist_utils.unwrap(model))})
-            if not last and (
-                stopped or (tcfg.checkpoint_every and step % tcfg.checkpoint_every == 0)
-            ):
-                save(step)
-                t_interval = time.perf_counter()
-            if stopped:
-                progress.message(f"stopping at step {step} (checkpointed; resume to continue)")
-                break
-    if (
-        not diverged
-        and step == tcfg.max_steps
-        and tcfg.save_final
-        and (setup.resume_from is None or step > start)
-    ):
-        save(step)
-    completed = not diverged and step == tcfg.max_steps
+                if reason is not None:
+                    return reason, False
+                stopping = early or asked
+            if (tcfg.eval_every and step % tcfg.eval_every == 0) or last:
+                log_eval(tr, state, out)
+                window.t0 = time.perf_counter()  # eval time is not training throughput
+            if out.monitor is not None and info.is_main and step % tcfg.monitor_every == 0:
+                out.logger.log({"step": step, **out.monitor(dist_utils.unwrap(tr.model))})
+            if maybe_checkpoint(tr, state, stopping=stopping):
+                window.t0 = time.perf_counter()
+            if stopping:
+                out.progress.message(f"stopping at step {step} (checkpointed; resume to continue)")
+                return None, True
+    return None, False
+
+
+def finish(
+    tr: Trainer, state: TrainState, out: Outputs, *, start: int, reason: str | None, t_start: float
+) -> TrainResult:
+    """Save the final checkpoint (a finished run), write ``result.json``, close outputs."""
+    tcfg = tr.setup.trainer
+    done = reason is None and state.step == tcfg.max_steps
+    if done and tcfg.save_final and (tr.setup.resume_from is None or state.step > start):
+        save_checkpoint(tr, state)
     result = TrainResult(
-        final_loss=state["final_loss"],
-        final_eval_loss=state["final_eval_loss"],
-        best_eval_loss=state["best_eval_loss"],
-        diverged=diverged,
-        steps=step,
-        tokens=int(state["tokens"]),
+        final_loss=state.final_loss,
+        final_eval_loss=state.final_eval_loss,
+        best_eval_loss=state.best_eval_loss,
+        diverged=reason is not None,
+        steps=state.step,
+        tokens=int(state.tokens),
         wall_time=time.perf_counter() - t_start,
-        run_dir=run_dir,
-        completed=completed,
+        run_dir=tr.run_dir,
+        completed=done,
         diverged_reason=reason,
     )
-    progress.close()
-    if diverged:
-        progress.message(f"diverged at step {step}: {reason}")
-    if info.is_main:
-        logger.summary(result.to_dict())
-        (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
-    logger.close()
+    out.progress.close()
+    if reason is not None:
+        out.progress.message(f"diverged at step {state.step}: {reason}")
+    if tr.info.is_main:
+        out.logger.summary(result.to_dict())
+        (tr.run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
+    out.logger.close()
     return result
+
+
+def _train(
+    setup: Setup, run_dir: Path, device: torch.device, info: dist_utils.DistInfo, t_start: float
+) -> TrainResult:
+    """Build, restore, train, finish: the whole run once :func:`prepare` has passed."""
+    tr = build(setup, run_dir, device, info)
+    state = restore(tr)
+    start = state.step
+    out = open_outputs(tr, start)
+    reason, _ = train_loop(tr, state, out, t_start)
+    return finish(tr, state, out, start=start, reason=reason, t_start=t_start)
 
 
 def _divergence(loss: float, initial: float | None, factor: float) -> str | None:
