@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
+from muscale.models.losses import cross_entropy  # the default loss; re-exported
 from muscale.optim.config import OptimConfig
 from muscale.param.plan import Plan
 
@@ -64,11 +64,6 @@ class CoordData:
     def mean_over_seeds(self) -> tuple[np.ndarray, np.ndarray]:
         """Seed-averaged ``(sizes, points, steps + 1)`` level and change (fits use these)."""
         return self.level.mean(axis=1), self.change.mean(axis=1)
-
-
-def cross_entropy(out: Tensor, target: Tensor) -> Tensor:
-    """Default loss: cross-entropy over the last axis (token-level for ``(B, T, V)``)."""
-    return F.cross_entropy(out.reshape(-1, out.shape[-1]).float(), target.reshape(-1))
 
 
 def _n_params(fn: Callable[..., Any]) -> int:

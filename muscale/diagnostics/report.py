@@ -1,6 +1,6 @@
 """Markdown report with tables and PNG plots for ``muscale diagnose``.
 
-``write_report(out_dir, results)`` takes the dict that :func:`muscale.cli.diagnose.run`
+``write_report(out_dir, results)`` takes the dict that :func:`muscale.diagnostics.suite.run`
 builds (sections ``spectra``, ``hessian``, ``ntk``, ``jacobian``; each optional) and writes
 ``report.md`` plus one PNG per plot into ``out_dir``. Plots: the ESD of each matrix with the
 fitted Marchenko–Pastur density and the outlier threshold; the Hessian's SLQ density with

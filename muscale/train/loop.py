@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from muscale.errors import UserError
+from muscale.models.losses import cross_entropy, mse
 from muscale.train import checkpoint as ckpt_io
 from muscale.train import distributed as dist_utils
 from muscale.train.config import LoggerConfig, TrainerConfig, logger_config, trainer_config
@@ -75,23 +75,11 @@ class TrainResult:
 # --------------------------------------------------------------------------- losses
 
 
-def _lm_loss(out: Tensor, y: Tensor) -> Tensor:  # (B, T, V), (B, T)
-    return F.cross_entropy(out.float().flatten(0, 1), y.flatten())
-
-
-def _mse(out: Tensor, y: Tensor) -> Tensor:
-    return F.mse_loss(out.float(), y.float())
-
-
-def _ce(out: Tensor, y: Tensor) -> Tensor:  # (B, C), (B,)
-    return F.cross_entropy(out.float(), y)
-
-
 #: data kind -> (loss, model family it needs, {model field: data attribute})
 KINDS: dict[str, tuple[Any, str, dict[str, str]]] = {
-    "lm": (_lm_loss, "gpt", {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
-    "regression": (_mse, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
-    "classification": (_ce, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
+    "lm": (cross_entropy, "gpt", {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
+    "regression": (mse, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
+    "classification": (cross_entropy, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
 }
 
 
