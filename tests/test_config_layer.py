@@ -185,3 +185,13 @@ def test_yaml_holds_only_what_differs_from_its_dataclass(path, cls):
     defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
     restated = [k for k in _restated(data, defaults) if k not in ("name", "scheme")]
     assert restated == [], f"{path.relative_to(ROOT)} repeats dataclass defaults: {restated}"
+
+
+def test_public_api_resolves_from_one_import():
+    import muscale
+
+    for name in muscale.__all__:
+        assert getattr(muscale, name) is not None, name
+    assert muscale.train_model.__name__ == "run" and muscale.build_model.__module__ == "muscale.build"
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = muscale.nope

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from muscale.errors import UserError
+from muscale.hashing import digest, file_sha256  # noqa: F401  (file_sha256: for data.hf)
 
 CACHE_VERSION = 1
 CHUNK = 1 << 24  # tokens per copy chunk when writing the split
@@ -40,19 +41,6 @@ def default_cache_dir() -> Path:
     """``$MUSCALE_DATA_CACHE``, else ``~/.cache/muscale/data``."""
     env = os.environ.get("MUSCALE_DATA_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "muscale" / "data"
-
-
-def digest(obj: Any) -> str:
-    """SHA-256 of a JSON-serialisable object (keys sorted)."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def split_documents(

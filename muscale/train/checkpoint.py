@@ -22,7 +22,6 @@ so a checkpoint written by N processes (DDP or FSDP2) loads in any number of pro
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ import torch
 from torch import nn
 
 from muscale.errors import UserError
+from muscale.hashing import file_sha256
 from muscale.param.plan import Plan
 
 FORMAT = "muscale-checkpoint/1"
@@ -196,15 +196,7 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def _file_info(path: Path) -> dict[str, Any]:
-    return {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return {"bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
 def _fsync_dir(path: Path) -> None:
@@ -282,7 +274,7 @@ def read_meta(ckpt: Path, *, verify: bool = True) -> dict[str, Any]:
             f = ckpt / name
             if not f.exists():
                 raise UserError(f"checkpoint {ckpt} is incomplete: {name} is missing")
-            if f.stat().st_size != info["bytes"] or _sha256(f) != info["sha256"]:
+            if f.stat().st_size != info["bytes"] or file_sha256(f) != info["sha256"]:
                 raise UserError(
                     f"checkpoint {ckpt} is corrupt: {name} does not match the size/SHA-256 "
                     "recorded in meta.json"
