@@ -6,53 +6,22 @@ from pathlib import Path
 from typing import Any
 
 from muscale.cli.common import check_format, compose, print_json
-from muscale.errors import UserError
-
-
-def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
-    """Open the store, pick the sweep, fit it (shared by ``fit`` and ``transfer``)."""
-    from muscale.sweep.optima import fit_sweep
-    from muscale.sweep.store import Store
-
-    store = Store(str(cfg.store), create=False)
-    names = store.sweeps()
-    if not names:
-        raise UserError(
-            f"store {cfg.store} is empty: run `muscale sweep sweep.store={cfg.store}` first"
-        )
-    name = cfg.sweep
-    if name is None:
-        if len(names) > 1:
-            raise UserError(
-                f"store {cfg.store} holds several sweeps ({', '.join(names)}): set sweep=NAME"
-            )
-        name = names[0]
-    elif name not in names:
-        raise UserError(f"sweep={name} not in store {cfg.store}; it has {', '.join(names)}")
-    records = store.records(name)
-    fit = fit_sweep(
-        records,
-        scheme=cfg.scheme,
-        slope_tol=float(cfg.slope_tol),
-        n_boot=int(cfg.get("bootstrap", 300)),
-    )
-    return fit, records
 
 
 def main(argv: list[str]) -> int:
-    from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
+    from muscale.sweep.analyze import fit_store, save_fit
 
     cfg = compose("fit", argv)
     fmt = check_format(cfg.format)
-    fit, _ = load_fit(cfg)
+    fit, _ = fit_store(
+        str(cfg.store),
+        sweep=cfg.sweep,
+        scheme=cfg.scheme,
+        slope_tol=float(cfg.slope_tol),
+        n_boot=int(cfg.bootstrap),
+    )
     out = Path(cfg.out) if cfg.out else Path("outputs/fit") / (fit.sweep or "all")
-    report = fit.to_json()
-    out.mkdir(parents=True, exist_ok=True)
-    import json
-
-    (out / "fit.json").write_text(json.dumps(report, indent=2))
-    plot_transfer(fit, out / "transfer.png")
-    plot_optimum_vs_width(fit, out / "optimum_vs_width.png")
+    report = save_fit(fit, out)
     if fmt == "json":
         print_json(report)
         return 0

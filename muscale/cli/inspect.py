@@ -5,49 +5,15 @@ muscale inspect model=gpt param=mup model.width=1024 param.base_width=64 optim=a
 
 from __future__ import annotations
 
-from typing import Any
-
 from muscale.cli.common import check_format, compose, print_json
-
-
-def inspect_rows(cfg: Any) -> list[dict[str, Any]]:
-    """Every parameter with its role, shape, init std, multiplier and effective LR/eps/WD."""
-
-    from muscale.build import build_model
-    from muscale.optim.config import OptimConfig
-    from muscale.optim.groups import effective
-
-    optim = OptimConfig(**_plain(cfg.optim))
-    _, plan = build_model(cfg.model, cfg.param, optim_family=optim.rule_family, device="meta")
-    rows = []
-    for pp in plan.params:
-        eff = effective(pp, optim)
-        rows.append(
-            {
-                "name": pp.name,
-                "role": pp.role,
-                "shape": list(pp.shape),
-                "init": pp.init,
-                "init_std": pp.init_std,
-                "multiplier": pp.multiplier,
-                "lr": eff.lr,
-                "eps": eff.eps,
-                "weight_decay": eff.weight_decay,
-            }
-        )
-    return rows
-
-
-def _plain(node: Any) -> dict[str, Any]:
-    from muscale.config import to_dict
-
-    return to_dict(node)
 
 
 def main(argv: list[str]) -> int:
     cfg = compose("inspect", argv)
     fmt = check_format(cfg.format)
-    rows = inspect_rows(cfg)
+    from muscale.plan_table import plan_table
+
+    rows = plan_table(cfg.model, cfg.param, cfg.optim)
     if fmt == "json":
         print_json({"params": rows})
         return 0

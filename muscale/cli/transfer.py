@@ -5,17 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from muscale.cli.common import check_format, compose, print_json
-from muscale.cli.fit import load_fit
 
 
 def main(argv: list[str]) -> int:
     from muscale.config import to_dict
+    from muscale.sweep.analyze import fit_store
     from muscale.sweep.transfer import TargetConfig, make_transfer, write_transfer
 
     cfg = compose("transfer", argv)
     fmt = check_format(cfg.format)
     target = TargetConfig(**to_dict(cfg.target))
-    fit, records = load_fit(cfg)
+    fit, records = fit_store(
+        str(cfg.store), sweep=cfg.sweep, scheme=cfg.scheme, slope_tol=float(cfg.slope_tol)
+    )
     out_cfg = make_transfer(
         fit, records, target, scheme=cfg.scheme, method=str(cfg.method), store=str(cfg.store)
     )

@@ -1,0 +1,56 @@
+"""Fit a stored sweep: open the store, pick the sweep, fit the optima, save the figures.
+
+What ``muscale fit`` and ``muscale transfer`` call (the fit itself is
+:func:`muscale.sweep.optima.fit_sweep`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from muscale.errors import UserError
+
+
+def fit_store(
+    store: str,
+    *,
+    sweep: str | None = None,
+    scheme: str | None = None,
+    slope_tol: float = 0.15,
+    n_boot: int = 300,
+) -> tuple[Any, list[Any]]:
+    """``(SweepFit, records)`` of sweep ``sweep`` in ``store`` (default: its only sweep)."""
+    from muscale.sweep.optima import fit_sweep
+    from muscale.sweep.store import Store
+
+    db = Store(str(store), create=False)
+    names = db.sweeps()
+    if not names:
+        raise UserError(f"store {store} is empty: run `muscale sweep sweep.store={store}` first")
+    name = sweep
+    if name is None:
+        if len(names) > 1:
+            raise UserError(
+                f"store {store} holds several sweeps ({', '.join(names)}): set sweep=NAME"
+            )
+        name = names[0]
+    elif name not in names:
+        raise UserError(f"sweep={name} not in store {store}; it has {', '.join(names)}")
+    records = db.records(name)
+    fit = fit_sweep(records, scheme=scheme, slope_tol=float(slope_tol), n_boot=int(n_boot))
+    return fit, records
+
+
+def save_fit(fit: Any, out: Path) -> dict[str, Any]:
+    """Write ``fit.json``, ``transfer.png`` and ``optimum_vs_width.png`` into ``out``;
+    returns the report (``fit.to_json()``)."""
+    from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
+
+    report = fit.to_json()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "fit.json").write_text(json.dumps(report, indent=2))
+    plot_transfer(fit, out / "transfer.png")
+    plot_optimum_vs_width(fit, out / "optimum_vs_width.png")
+    return report
