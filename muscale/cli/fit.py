@@ -51,10 +51,10 @@ def print_fit(report: dict[str, Any], out: Path | None = None) -> None:
         table.add_row(
             r["scheme"],
             str(r["width"]),
-            f"{r['lr_opt']:.3g}",
-            f"[{lo:.3g}, {hi:.3g}]",
+            f"{r['lr_opt']:.4g}",
+            f"[{lo:.4g}, {hi:.4g}]",
             "yes" if r["on_edge"] else "",
-            f"{r['best_loss']:.4f}",
+            f"{r['best_loss']:.4g}",
             str(r["n_trials"]),
             str(r["n_diverged"]),
         )

@@ -39,8 +39,8 @@ def main(argv: list[str]) -> int:
             std,
             f"{r['multiplier']:.4g}",
             f"{r['lr']:.4g}",
-            f"{r['eps']:.3g}",
-            f"{r['weight_decay']:.3g}",
+            f"{r['eps']:.4g}",
+            f"{r['weight_decay']:.4g}",
         )
     Console(width=160).print(table)
     return 0

@@ -97,17 +97,17 @@ def _print_fit(report: dict[str, Any]) -> None:
     for r in report["allocation"]:
         cells = [
             f"{r['C']:.1e}",
-            f"{r['N']:.3g}",
-            f"{r['D']:.3g}",
-            f"{r['tokens_per_param']:.1f}",
-            _ci(r.get("intervals", {}).get("tokens_per_param"), ".1f"),
-            f"{r['loss']:.4f}",
+            f"{r['N']:.4g}",
+            f"{r['D']:.4g}",
+            f"{r['tokens_per_param']:.4g}",
+            _ci(r.get("intervals", {}).get("tokens_per_param"), ".4g"),
+            f"{r['loss']:.4g}",
         ]
         if hp_cols:
             h = r["hparams"]
             cells += [
-                f"{h['lr']:.3g}" if "lr" in h else "",
-                f"{h['batch_size']:.3g}" if "batch_size" in h else "",
+                f"{h['lr']:.4g}" if "lr" in h else "",
+                f"{h['batch_size']:.4g}" if "batch_size" in h else "",
             ]
         t.add_row(*cells)
     con.print(t)
@@ -118,16 +118,16 @@ def _print_fit(report: dict[str, Any]) -> None:
         a = report.get(key)
         if a:
             con.print(
-                f"{name}: N_opt ∝ C^{a['a']:.3f} {_ci(a['N_opt']['exponent_ci'], '.3f')}, "
-                f"D_opt ∝ C^{a['b']:.3f} {_ci(a['D_opt']['exponent_ci'], '.3f')}"
+                f"{name}: N_opt ∝ C^{a['a']:.4g} {_ci(a['N_opt']['exponent_ci'], '.4g')}, "
+                f"D_opt ∝ C^{a['b']:.4g} {_ci(a['D_opt']['exponent_ci'], '.4g')}"
             )
     hp = report.get("hparams")
     if hp:
         for k in ("lr", "batch_size"):
             if hp[k]:
                 con.print(
-                    f"{k}_opt = {hp[k]['coef']:.4g} · C^{hp[k]['exponent']:.4f} "
-                    f"(exponent {level}% CI {_ci(hp[k]['exponent_ci'], '.4f')})"
+                    f"{k}_opt = {hp[k]['coef']:.4g} · C^{hp[k]['exponent']:.4g} "
+                    f"(exponent {level}% CI {_ci(hp[k]['exponent_ci'], '.4g')})"
                 )
     for n in report["notes"]:
         con.print(f"note: {n}")
@@ -174,22 +174,22 @@ def plan_main(argv: list[str]) -> int:
             name.replace("_", "-"),
             f"{p['N']:.4g}",
             f"{p['D']:.4g}",
-            f"{p['tokens_per_param']:.1f}",
-            f"{p['loss']:.4f}",
-            f"{p['train_flops']:.3g}",
-            f"{p['inference_flops']:.3g}",
-            f"{p['total_flops']:.3g}",
+            f"{p['tokens_per_param']:.4g}",
+            f"{p['loss']:.4g}",
+            f"{p['train_flops']:.4g}",
+            f"{p['inference_flops']:.4g}",
+            f"{p['total_flops']:.4g}",
         ]
-        cells += [f"{p[k]:.3g}" for k in extra]
+        cells += [f"{p[k]:.4g}" for k in extra]
         t.add_row(*cells)
         iv = p.get("intervals")
         if iv:
             t.add_row(
                 f"  {level}% CI",
-                _ci(iv["N"], ".3g"),
-                _ci(iv["D"], ".3g"),
-                _ci(iv["tokens_per_param"], ".1f"),
-                _ci(iv["loss"], ".4f"),
+                _ci(iv["N"], ".4g"),
+                _ci(iv["D"], ".4g"),
+                _ci(iv["tokens_per_param"], ".4g"),
+                _ci(iv["loss"], ".4g"),
                 "",
                 "",
                 "",

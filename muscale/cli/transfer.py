@@ -33,9 +33,9 @@ def main(argv: list[str]) -> int:
         return 0
     print(
         f"wrote {path}\n  scheme {prov['scheme']}, lr {prov['lr']:.4g} "
-        f"(95% CI {prov['lr_ci'][0]:.3g}-{prov['lr_ci'][1]:.3g}, method {prov['lr_method']}), "
-        f"predicted loss {prov['predicted_loss']:.4f} "
-        f"[{prov['predicted_loss_ci'][0]:.4f}, {prov['predicted_loss_ci'][1]:.4f}]\n"
+        f"(95% CI {prov['lr_ci'][0]:.4g}-{prov['lr_ci'][1]:.4g}, method {prov['lr_method']}), "
+        f"predicted loss {prov['predicted_loss']:.4g} "
+        f"[{prov['predicted_loss_ci'][0]:.4g}, {prov['predicted_loss_ci'][1]:.4g}]\n"
         f"  run: muscale train --config-dir {path.parent} --config-name {path.stem}"
     )
     return 0
