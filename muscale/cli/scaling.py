@@ -29,7 +29,7 @@ SUBCOMMANDS = ("fit", "plan")
 def compose(name: str, overrides: list[str]) -> DictConfig:
     """Compose ``conf/scaling/<name>.yaml``: its own primary directory, because under
     ``conf/`` ``data`` is a config group and ``data=runs.csv`` would read as a group choice
-    (the interface the issue fixes is ``muscale scaling fit data=<file>``)."""
+    (the documented interface is ``muscale scaling fit data=<file>``)."""
     return common_compose(name, overrides, config_dir=conf_dir() / "scaling")
 
 

@@ -195,7 +195,7 @@ DATASET_NAMES = tuple(DATA_CONFIGS)
 def data_schemas() -> list[tuple[str, str, type]]:
     """``(group, name, dataclass)`` rows for Hydra's ConfigStore.
 
-    Same layout as the other schemas (``muscale/config.py``): the YAML file
+    Registered with the other schemas by :func:`muscale.hydra_app.register_configs`: the YAML file
     ``conf/data/<name>.yaml`` starts with ``defaults: [/schema/data/<name>@_here_, _self_]``.
     """
     return [("schema/data", name, cls) for name, cls in DATA_CONFIGS.items()]

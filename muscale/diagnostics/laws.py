@@ -2,7 +2,7 @@ r"""Reference spectral laws of random matrix theory, as plain functions.
 
 Each law comes with its density, its exact CDF (for Kolmogorov–Smirnov tests and fits),
 its support edges and a sampler of the matrix ensemble it describes. Conventions follow
-/work/shared/design/DIAGNOSTICS.md:
+docs/diagnostics.md:
 
 * **Marchenko–Pastur** (Marchenko & Pastur 1967): ``X`` is ``n x p`` with iid entries of
   variance ``sigma2``, ``gamma = p / n``; the law of the eigenvalues of ``XᵀX / n`` has density

@@ -32,7 +32,7 @@ arc-cosine kernels of degree 1 and 0 (Cho & Saul 2009): with ``cos θ = Σ_xx'/�
 1997: ``E[φφ] = (2/π) arcsin(2Σ_xx' / √((1+2Σ_xx)(1+2Σ_x'x')))``,
 ``E[φ'φ'] = (4/π)/√((1+2Σ_xx)(1+2Σ_x'x') − 4Σ_xx'²)``. :func:`relu_ntk` is Arora et al.'s
 normalisation ``c_σ = σ_w² = 2``, no bias, with the input scaled by ``1/√d``
-(DIAGNOSTICS.md; pass ``normalize_input=False`` for Arora's raw ``Σ⁰ = xᵀx'``).
+(docs/diagnostics.md; pass ``normalize_input=False`` for Arora's raw ``Σ⁰ = xᵀx'``).
 """
 
 from __future__ import annotations
