@@ -124,15 +124,6 @@ def train_schemas() -> list[tuple[str, str, type]]:
     return [("schema", "trainer", TrainerConfig), ("schema", "logger", LoggerConfig)]
 
 
-def register_train_schemas() -> None:
-    """Store :func:`train_schemas` in Hydra's ConfigStore (idempotent)."""
-    from hydra.core.config_store import ConfigStore
-
-    cs = ConfigStore.instance()
-    for group, name, node in train_schemas():
-        cs.store(group=group, name=name, node=node)
-
-
 def _typed(cls: type, d: Any, prefix: str) -> Any:
     if isinstance(d, cls):
         return d
