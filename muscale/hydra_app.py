@@ -28,6 +28,10 @@ VALUE_FLAGS = (
     "--config-path",
     "-cp",
     "--experimental-rerun",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
 )
 
 
