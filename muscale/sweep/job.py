@@ -22,14 +22,15 @@ from muscale.sweep.store import Store
 SWEEP_KEYS = ("sweep", "sweep_trial")
 
 
-def training_config(cfg: DictConfig) -> DictConfig:
-    """The trial's training config: everything but the sweep bookkeeping, resuming on."""
+def training_config(cfg: DictConfig) -> dict[str, Any]:
+    """The trial's training config as plain data (what the store records and the trainer
+    takes): everything but the sweep bookkeeping, resuming on."""
     plain = {k: v for k, v in to_dict(cfg).items() if k not in SWEEP_KEYS and k != "hydra"}
-    out = OmegaConf.create(plain)
-    out.trainer.resume = "auto"
-    if "logger" in out and out.logger.get("group") is None:
-        out.logger.group = str(cfg.sweep.name)  # wandb groups a sweep's runs; job_type=width
-    return out
+    plain["trainer"] = {**plain["trainer"], "resume": "auto"}
+    if "logger" in plain and plain["logger"].get("group") is None:
+        # wandb groups a sweep's runs; job_type=width
+        plain["logger"] = {**plain["logger"], "group": str(cfg.sweep.name)}
+    return plain
 
 
 def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
@@ -57,7 +58,7 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         seed=int(cfg.trainer.seed),
         lr=float(cfg.optim.lr),
         hparams=hparams,
-        config=to_dict(tcfg),
+        config=tcfg,
         run_dir=str(run_dir),
     )
     t0 = time.perf_counter()
