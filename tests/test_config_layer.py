@@ -192,6 +192,8 @@ def test_public_api_resolves_from_one_import():
 
     for name in muscale.__all__:
         assert getattr(muscale, name) is not None, name
-    assert muscale.train_model.__name__ == "run" and muscale.build_model.__module__ == "muscale.build"
+    assert (
+        muscale.train_model.__name__ == "run" and muscale.build_model.__module__ == "muscale.build"
+    )
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         _ = muscale.nope
