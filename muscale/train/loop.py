@@ -162,15 +162,7 @@ def prepare(
         "trainer": dataclasses.asdict(tcfg),
         "logger": dataclasses.asdict(lcfg),
     }
-    resume_from, meta = None, None
-    if tcfg.resume is not None:
-        if tcfg.resume == "auto":
-            resume_from = ckpt_io.latest_checkpoint(run_dir) if run_dir is not None else None
-        else:
-            resume_from = ckpt_io.find_checkpoint(tcfg.resume)
-        if resume_from is not None:
-            meta = ckpt_io.read_meta(resume_from)
-            ckpt_io.check_compatible(resume_from, meta, config, plan)
+    resume_from, meta = resume_point(tcfg, run_dir, config, plan)
     return Setup(
         config=config,
         trainer=tcfg,
@@ -181,6 +173,24 @@ def prepare(
         resume_from=resume_from,
         resume_meta=meta,
     )
+
+
+def resume_point(
+    tcfg: TrainerConfig, run_dir: Path | None, config: dict[str, Any], plan: Any
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint ``trainer.resume`` names (``auto``: this run dir's latest, if any)
+    and its meta, verified to come from this very configuration; ``(None, None)`` if none."""
+    if tcfg.resume is None:
+        return None, None
+    if tcfg.resume == "auto":
+        found = ckpt_io.latest_checkpoint(run_dir) if run_dir is not None else None
+    else:
+        found = ckpt_io.find_checkpoint(tcfg.resume)
+    if found is None:
+        return None, None
+    meta = ckpt_io.read_meta(found)
+    ckpt_io.check_compatible(found, meta, config, plan)
+    return found, meta
 
 
 # --------------------------------------------------------------------------- running
