@@ -9,7 +9,6 @@ Subcommands are plain functions ``main(argv) -> int``; they raise
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,15 +19,10 @@ from muscale.errors import UserError
 
 
 def conf_dir() -> Path:
-    """The Hydra config directory: ``$MUSCALE_CONF_DIR`` or the repository's ``conf/``."""
-    env = os.environ.get("MUSCALE_CONF_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "conf"
-    if not path.is_dir():
-        raise UserError(
-            f"config directory {path} not found: set MUSCALE_CONF_DIR or install muscale "
-            "from a clone (pip install -e .)"
-        )
-    return path
+    """The Hydra config directory (see :func:`muscale.resources.conf_dir`)."""
+    from muscale.resources import conf_dir as find_conf_dir
+
+    return find_conf_dir()
 
 
 def compose(
