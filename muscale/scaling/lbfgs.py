@@ -123,7 +123,7 @@ def _direction(
     fresh = gamma <= 0
     scale = np.where(fresh, 1.0 / np.maximum(np.linalg.norm(g, axis=1), 1e-300), gamma)
     r = scale[:, None] * q
-    for j, a_j in zip(reversed(order), reversed(alphas)):
+    for j, a_j in zip(reversed(order), reversed(alphas), strict=True):
         b_j = rho[j] * np.einsum("kp,kp->k", Y[j], r)
         r += S[j] * (a_j - b_j)[:, None]
     return -r
