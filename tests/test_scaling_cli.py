@@ -180,6 +180,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, isoflop_csv, args, n
     assert out == ""
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_real_command_in_a_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ok = subprocess.run(

@@ -78,6 +78,7 @@ def _returned(sweep_dir: Path) -> dict[int, dict[str, Any]]:
 )
 @pytest.mark.slurm
 @pytest.mark.timeout(120)
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_multirun_jobs_run_as_slurm_array_tasks(
     slurm_cluster: SlurmCluster,  # noqa: F811
     tmp_path: Path,
