@@ -16,7 +16,11 @@ say() { echo "ci_wheel: $*"; }
 fail() { echo "ci_wheel: FAILED: $*" >&2; exit 1; }
 
 say "building the wheel in $WORK/dist"
-$PY -m pip wheel $q --no-deps --no-build-isolation -w "$WORK/dist" "$ROOT"
+# from a copy of what the Dockerfile's wheel stage copies, so the checkout gets no build/
+mkdir -p "$WORK/src"
+cp -r "$ROOT"/{pyproject.toml,setup.py,README.md,muscale,conf,hydra_plugins} "$WORK/src/"
+find "$WORK/src" -name __pycache__ -prune -exec rm -rf {} +
+$PY -m pip wheel $q --no-deps --no-build-isolation -w "$WORK/dist" "$WORK/src"
 WHEEL=$(ls "$WORK"/dist/muscale-*.whl)
 $PY - "$WHEEL" <<'PY' || fail "the wheel lacks files a user needs"
 import sys, zipfile
