@@ -9,7 +9,6 @@ import time), so importing muscale mutates no global registry.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -64,15 +63,11 @@ def register_configs() -> None:
 
 
 def conf_dir() -> Path:
-    """The Hydra config directory: ``$MUSCALE_CONF_DIR`` or the repository's ``conf/``."""
-    env = os.environ.get("MUSCALE_CONF_DIR")
-    path = Path(env) if env else Path(__file__).resolve().parents[1] / "conf"
-    if not path.is_dir():
-        raise UserError(
-            f"config directory {path} not found: set MUSCALE_CONF_DIR or install muscale "
-            "from a clone (pip install -e .)"
-        )
-    return path
+    """The Hydra config directory (see :func:`muscale.resources.conf_dir`: ``$MUSCALE_CONF_DIR``,
+    the checkout's ``conf/``, or the installed ``muscale.conf`` package)."""
+    from muscale.resources import conf_dir as find_conf_dir
+
+    return find_conf_dir()
 
 
 def compose(

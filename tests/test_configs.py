@@ -60,7 +60,7 @@ def test_primary_configs_compose(name, overrides):
     assert cfg is not None
 
 
-@pytest.mark.parametrize("launcher", ["local", "joblib", "slurm", "slurm_gpu"])
+@pytest.mark.parametrize("launcher", ["local", "muscale_joblib", "joblib", "slurm", "slurm_gpu"])
 def test_launchers_compose_with_the_sweep(launcher):
     register_configs()
     GlobalHydra.instance().clear()

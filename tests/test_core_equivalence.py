@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
 import json
 
 import pytest
@@ -18,7 +19,10 @@ from muscale.optim.optimizer import make_optimizer
 from muscale.param.config import ParamConfig
 from muscale.param.plan import Plan
 
-mup = pytest.importorskip("mup")
+#: only the comparisons with microsoft/mup need it; the μP-is-SP and plan tests run without it
+needs_mup = pytest.mark.skipif(
+    importlib.util.find_spec("mup") is None, reason="microsoft/mup not installed"
+)
 
 
 def _lm_batch(vocab=64, b=4, t=16, seed=0):
@@ -50,9 +54,9 @@ def test_mup_at_base_shape_is_sp(family_cfg, optim_name):
     m_sp, p_sp = build_model(
         family_cfg, ParamConfig(scheme="sp", **common), optim_family=family, seed=3
     )
-    for (n1, t1), (n2, t2) in zip(m_mup.named_parameters(), m_sp.named_parameters()):
+    for (n1, t1), (n2, t2) in zip(m_mup.named_parameters(), m_sp.named_parameters(), strict=True):
         assert n1 == n2 and torch.equal(t1, t2), n1
-    for a, b in zip(p_mup.params, p_sp.params):
+    for a, b in zip(p_mup.params, p_sp.params, strict=True):
         assert (a.init_std, a.multiplier, a.lr_scale, a.eps_scale) == (
             b.init_std,
             b.multiplier,
@@ -72,7 +76,7 @@ def test_mup_at_base_shape_is_sp(family_cfg, optim_name):
         opt, _ = make_optimizer(model, plan, ocfg)
         loss_fn(model, batch).backward()
         opt.step()
-    for (n, t1), (_, t2) in zip(m_mup.named_parameters(), m_sp.named_parameters()):
+    for (n, t1), (_, t2) in zip(m_mup.named_parameters(), m_sp.named_parameters(), strict=True):
         assert torch.equal(t1, t2), n
 
 
@@ -111,6 +115,7 @@ def _mup_twin(model, cfg, base_width, readout_attr):
     ],
 )
 @pytest.mark.parametrize("optim_name", ["adam", "sgd"])
+@needs_mup
 def test_equivalent_to_microsoft_mup(cfg, readout, optim_name):
     from mup import MuAdam, MuSGD
 
@@ -148,6 +153,7 @@ def test_equivalent_to_microsoft_mup(cfg, readout, optim_name):
         torch.testing.assert_close(p, twin_params[name], rtol=1e-5, atol=1e-7, msg=name)
 
 
+@needs_mup
 def test_init_distribution_matches_mup_default_init():
     """mup's own init (torch's default uniform U(±1/sqrt(fan_in)), std 1/sqrt(3 fan_in),
     readout rescaled to its base-width scale by set_base_shapes) and ours with the same
@@ -206,6 +212,7 @@ def test_compiled_mup_model_matches_eager():
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
 
 
+@needs_mup
 def test_mup_bsh_file_gives_the_base_width(tmp_path):
     """A base-shape file written by microsoft/mup imports as the same base width."""
     from mup import get_shapes, make_base_shapes

@@ -61,7 +61,7 @@ def _build(configs, name, **kw):
 
 
 def _equal(a: tuple[torch.Tensor, torch.Tensor], b: tuple[torch.Tensor, torch.Tensor]) -> bool:
-    return all(torch.equal(u, v) for u, v in zip(a, b))
+    return all(torch.equal(u, v) for u, v in zip(a, b, strict=True))
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -47,9 +47,9 @@ def test_sampler_and_stated_law_agree():
     # the copy rule is live: a repeated token is often followed by its earlier follower
     prev, nxt = x[:, :-1], x[:, 1:]
     hits = total = 0
-    for p, q in zip(prev[:50], nxt[:50]):
+    for p, q in zip(prev[:50], nxt[:50], strict=True):
         last: dict[int, int] = {}
-        for a, b in zip(p.tolist(), q.tolist()):
+        for a, b in zip(p.tolist(), q.tolist(), strict=True):
             if a in last:
                 total += 1
                 hits += last[a] == b

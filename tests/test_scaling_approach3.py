@@ -3,26 +3,24 @@ parameters from synthetic data, the analytic gradient, and the batched L-BFGS ag
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 from scipy.optimize import approx_fprime, minimize
 
 from muscale.errors import UserError
+from muscale.resources import data_file
 from muscale.scaling.approach3 import fit_approach3, objective, standard_grid, tokens_per_param
 from muscale.scaling.io import canonical
 from muscale.scaling.laws import PUBLISHED, ChinchillaLaw
 
-CHINCHILLA = Path(__file__).parents[2] / "shared" / "data" / "chinchilla" / "svg_extracted_data.csv"
+#: the Epoch AI points, shipped inside the package (muscale/scaling/data/README.md)
+CHINCHILLA = data_file("chinchilla_epoch_svg_extracted.csv")
 COLUMNS = {"N": "Model Size", "C": "Training FLOP", "loss": "loss"}
 
 
 @pytest.fixture(scope="module")
 def chinchilla() -> pd.DataFrame:
-    if not CHINCHILLA.is_file():
-        pytest.skip(f"{CHINCHILLA} not found (shared/ beside the clone)")
     return canonical(pd.read_csv(CHINCHILLA), COLUMNS)
 
 

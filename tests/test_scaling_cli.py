@@ -14,10 +14,12 @@ import pandas as pd
 import pytest
 
 from muscale.cli.main import main
+from muscale.resources import data_file
 from muscale.scaling.laws import ChinchillaLaw
 
 ROOT = Path(__file__).parents[1]
-CHINCHILLA = Path(__file__).parents[2] / "shared" / "data" / "chinchilla" / "svg_extracted_data.csv"
+#: the Epoch AI points, shipped inside the package (muscale/scaling/data/README.md)
+CHINCHILLA = data_file("chinchilla_epoch_svg_extracted.csv")
 TRUTH = ChinchillaLaw(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
 
 
@@ -52,7 +54,6 @@ def test_every_scaling_yaml_composes():
         assert "format" in cfg
 
 
-@pytest.mark.skipif(not CHINCHILLA.is_file(), reason="shared/ not beside the clone")
 def test_fit_json_on_chinchilla(capsys, tmp_path):
     rc, out, err = run(
         capsys,
@@ -179,6 +180,7 @@ def test_bad_input_is_one_line_and_exit_2(capsys, tmp_path, isoflop_csv, args, n
     assert out == ""
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_real_command_in_a_subprocess(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     ok = subprocess.run(

@@ -78,6 +78,7 @@ def _returned(sweep_dir: Path) -> dict[int, dict[str, Any]]:
 )
 @pytest.mark.slurm
 @pytest.mark.timeout(120)
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_multirun_jobs_run_as_slurm_array_tasks(
     slurm_cluster: SlurmCluster,  # noqa: F811
     tmp_path: Path,
@@ -140,10 +141,9 @@ def test_preempted_job_requeues_and_resumes(
     assert _returned(sweep_dir) == {7: record}
 
 
-# conf/hydra/launcher/joblib.yaml has the plugin's schema name, on purpose (users type
-# hydra/launcher=joblib); Hydra still validates it against that schema, with a warning
-@pytest.mark.filterwarnings("ignore:(?s).*validated against ConfigStore schema:UserWarning")
-@pytest.mark.parametrize("name", ["local", "joblib", "slurm", "slurm_gpu"])
+# no file shadows a plugin's schema name, so composing them warns of nothing
+@pytest.mark.filterwarnings("error::UserWarning")
+@pytest.mark.parametrize("name", ["local", "muscale_joblib", "slurm", "slurm_gpu"])
 def test_shipped_launcher_configs_compose_and_instantiate(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,7 +164,7 @@ def test_shipped_launcher_configs_compose_and_instantiate(
     launcher_cfg = OmegaConf.to_container(cfg.hydra.launcher, resolve=True)
     expected_class = {
         "local": "BasicLauncher",
-        "joblib": "JoblibLauncher",
+        "muscale_joblib": "JoblibLauncher",
         "slurm": "SlurmLauncher",
         "slurm_gpu": "SlurmLauncher",
     }[name]
@@ -174,7 +174,7 @@ def test_shipped_launcher_configs_compose_and_instantiate(
         launcher = instantiate(cfg.hydra.launcher)
         assert type(launcher).__name__ == expected_class
         launcher_cfg = getattr(launcher, "params", launcher_cfg)
-    if name == "joblib":
+    if name == "muscale_joblib":
         assert launcher_cfg["n_jobs"] == 2  # an int, not the env var's string
     if name.startswith("slurm"):
         assert launcher_cfg["max_num_timeout"] > 0  # requeue on time-out is on

@@ -51,6 +51,7 @@ def _sweep_args(tmp: Path, name: str, *extra: str) -> list[str]:
     ]
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_sweep_fit_transfer_train(tmp_path):
     args = _sweep_args(
         tmp_path, "e2e", "sweep.widths=[16,32]", "sweep.lrs=[0.003,0.03,1000.0]", "model.n_heads=2"
@@ -107,6 +108,7 @@ def test_sweep_fit_transfer_train(tmp_path):
     assert cfg["model"]["width"] == 64 and cfg["param"]["base_width"] == 16
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_killed_sweep_resumes_with_every_trial_once(tmp_path):
     args = _sweep_args(
         tmp_path,
@@ -201,6 +203,7 @@ def _fake_trials(store: Store, sweep: str, widths: list[int]) -> None:
             )
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_fit_and_transfer_bad_input(tmp_path):
     empty = tmp_path / "empty.db"
     Store(str(empty))
@@ -236,6 +239,7 @@ def test_fit_and_transfer_bad_input(tmp_path):
 
 
 @pytest.mark.slurm
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_sweep_through_slurm(tmp_path, slurm_cluster):
     args = _sweep_args(
         tmp_path,

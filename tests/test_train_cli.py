@@ -85,6 +85,7 @@ def test_bad_inputs_are_one_line_and_exit_2(trained: Path, tmp_path: Path) -> No
     assert "corrupt" in _bad(trained, f"trainer.resume={copy}")
 
 
+@pytest.mark.slow  # end to end: muscale in subprocesses
 def test_divergence_exits_3(tmp_path: Path) -> None:
     out = muscale(
         *TINY,

@@ -124,7 +124,7 @@ def test_grad_accumulation_matches_one_big_batch(tmp_path: Path) -> None:
     run(compose_train([*base, "trainer.grad_accum=4"]), tmp_path / "four")
     one, four = losses(tmp_path / "one"), losses(tmp_path / "four")
     assert [s for s, _ in one] == [s for s, _ in four]
-    for (_, x), (_, y) in zip(one, four):
+    for (_, x), (_, y) in zip(one, four, strict=True):
         assert x == pytest.approx(y, rel=1e-5)
 
 

@@ -20,19 +20,47 @@ import pytest
 def test_mup_optimum_is_flat_and_sp_drifts(tmp_path):
     lrs = "[" + ",".join(str(2.0**x) for x in range(-10, -4)) + "]"
     sweep = subprocess.run(
-        [sys.executable, "-m", "muscale", "sweep", "sweep.name=property",
-         f"sweep.store={tmp_path / 's.db'}", f"hydra.sweep.dir={tmp_path / 'runs'}",
-         "sweep.widths=[32,128,512]", "sweep.schemes=[sp,mup]", f"sweep.lrs={lrs}",
-         "model=mlp", "data=teacher", "model.depth=3", "data.batch_size=64",
-         "trainer.max_steps=150", "trainer.eval_every=0", "data.eval_batches=4",
-         "trainer.progress=off", "trainer.threads=1"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "muscale",
+            "sweep",
+            "sweep.name=property",
+            f"sweep.store={tmp_path / 's.db'}",
+            f"hydra.sweep.dir={tmp_path / 'runs'}",
+            "sweep.widths=[32,128,512]",
+            "sweep.schemes=[sp,mup]",
+            f"sweep.lrs={lrs}",
+            "model=mlp",
+            "data=teacher",
+            "model.depth=3",
+            "data.batch_size=64",
+            "trainer.max_steps=150",
+            "trainer.eval_every=0",
+            "data.eval_batches=4",
+            "trainer.progress=off",
+            "trainer.threads=1",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert sweep.returncode == 0, sweep.stderr[-2000:]
     fit = subprocess.run(
-        [sys.executable, "-m", "muscale", "fit", f"store={tmp_path / 's.db'}", "format=json",
-         f"out={tmp_path / 'fit'}"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "muscale",
+            "fit",
+            f"store={tmp_path / 's.db'}",
+            "format=json",
+            f"out={tmp_path / 'fit'}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert fit.returncode == 0, fit.stderr
     report = json.loads(fit.stdout)

@@ -131,9 +131,13 @@ def main() -> None:
                 )
                 res[impl].append(json.loads(out.stdout.strip().splitlines()[-1]))
         ratios = [
-            m["tokens_per_s"] / p["tokens_per_s"] for m, p in zip(res["muscale"], res["plain"])
+            m["tokens_per_s"] / p["tokens_per_s"]
+            for m, p in zip(res["muscale"], res["plain"], strict=True)
         ]
-        mem = [m["peak_rss_mb"] / p["peak_rss_mb"] for m, p in zip(res["muscale"], res["plain"])]
+        mem = [
+            m["peak_rss_mb"] / p["peak_rss_mb"]
+            for m, p in zip(res["muscale"], res["plain"], strict=True)
+        ]
         rows.append(
             (
                 mode,

@@ -47,7 +47,7 @@ def sweep(out: Path, name: str, common: list[str], **kw: object) -> None:
         f"sweep.name={name}",
         f"sweep.store={out / 'store.db'}",
         f"hydra.sweep.dir={out / 'runs' / name}",
-        "hydra/launcher=joblib",
+        "hydra/launcher=muscale_joblib",
         "trainer.progress=off",
         *common,
     ]

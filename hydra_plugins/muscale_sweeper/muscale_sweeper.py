@@ -81,7 +81,7 @@ class MuscaleSweeper(Sweeper):
             results = self.launcher.launch(batch, initial_job_idx=job_idx)
             job_idx += len(batch)
             returns.append(results)
-            for t, r in zip(todo, results):
+            for t, r in zip(todo, results, strict=True):
                 try:
                     value = r.return_value
                     losses[t.key] = (t, _loss_of(value.get("loss"), value.get("diverged", False)))

@@ -1,7 +1,7 @@
 """``muscale sweep``: proxy widths x hyperparameters through Hydra (any launcher).
 
 muscale sweep sweep.widths=[64,128,256] sweep.schemes=[sp,mup] sweep.lrs=[1e-3,3e-3,1e-2]
-muscale sweep sweep.strategy=adaptive sweep.seeds=3 hydra/launcher=joblib
+muscale sweep sweep.strategy=adaptive sweep.seeds=3 hydra/launcher=muscale_joblib
 muscale sweep ... hydra/launcher=slurm hydra.launcher.partition=gpu
 """
 

@@ -69,7 +69,7 @@ class SyntheticDataConfig(DataConfig):
         check_positive("data.n_contexts", self.n_contexts)
         check_positive("data.source_seed", self.source_seed, allow_zero=True)
         weights = (self.bigram_weight, self.trigram_weight, self.copy_weight)
-        for f, w in zip(("bigram_weight", "trigram_weight", "copy_weight"), weights):
+        for f, w in zip(("bigram_weight", "trigram_weight", "copy_weight"), weights, strict=True):
             check_positive(f"data.{f}", w, allow_zero=True)
         if abs(sum(weights) - 1.0) > 1e-6:
             raise ConfigError(

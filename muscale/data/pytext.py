@@ -82,10 +82,10 @@ class PyTextSource(LMSource):
         names, texts = read_corpus(root, cfg.max_bytes)
         keys = [_path_key(Path(n)) for n in names]
         held = split_documents([len(t) + 1 for t in texts], keys, cfg.eval_fraction)
-        train = _join([t for t, h in zip(texts, held) if not h])
-        held_out = _join([t for t, h in zip(texts, held) if h])
+        train = _join([t for t, h in zip(texts, held, strict=True) if not h])
+        held_out = _join([t for t, h in zip(texts, held, strict=True) if h])
         corpus = hashlib.sha256()
-        for n, t in zip(names, texts):
+        for n, t in zip(names, texts, strict=True):
             corpus.update(n.encode() + b"\0" + hashlib.sha256(t).digest())
         info = {
             "root": str(root),

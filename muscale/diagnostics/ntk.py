@@ -289,7 +289,7 @@ class NTKMLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, in_dim) -> (B, out_dim)
         h = x
-        for i, (w, m) in enumerate(zip(self.weights, self.mults)):
+        for i, (w, m) in enumerate(zip(self.weights, self.mults, strict=True)):
             if i > 0:
                 h = self.act(h)
             h = m * h @ w.T

@@ -167,7 +167,9 @@ def write_report(out_dir: str | Path, results: dict[str, Any], *, max_esd_plots:
             table(
                 [
                     {"k": i + 1, "eigenvalue": v, "residual": r}
-                    for i, (v, r) in enumerate(zip(h["top_eigenvalues"], h["top_residuals"]))
+                    for i, (v, r) in enumerate(
+                        zip(h["top_eigenvalues"], h["top_residuals"], strict=True)
+                    )
                 ],
                 ["k", "eigenvalue", "residual"],
             )

@@ -43,7 +43,7 @@ def base_width_from_bsh(
             raise UserError(
                 f"param.base_shapes: {name} has {len(base)} dims, the model {len(shape)}"
             )
-        for cur, b in zip(shape, base):
+        for cur, b in zip(shape, base, strict=True):
             if b is None:
                 continue
             r = cur / b

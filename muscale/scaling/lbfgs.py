@@ -85,7 +85,9 @@ def minimize_batched(
         s = step[ok]
         y = g_new[ok] - g[acc]
         sy = np.einsum("kp,kp->k", s, y)
-        good = sy > 1e-12 * np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1)
+        # curvature pair kept when s·y > 0 relative to |s||y| and 1/(s·y) is finite (a
+        # subnormal s·y near the optimum would overflow rho and poison the recursion)
+        good = (sy > 1e-12 * np.linalg.norm(s, axis=1) * np.linalg.norm(y, axis=1)) & (sy > 1e-300)
         slot = it % memory
         S[slot, acc] = np.where(good[:, None], s, 0.0)
         Y[slot, acc] = np.where(good[:, None], y, 0.0)
@@ -123,7 +125,7 @@ def _direction(
     fresh = gamma <= 0
     scale = np.where(fresh, 1.0 / np.maximum(np.linalg.norm(g, axis=1), 1e-300), gamma)
     r = scale[:, None] * q
-    for j, a_j in zip(reversed(order), reversed(alphas)):
+    for j, a_j in zip(reversed(order), reversed(alphas), strict=True):
         b_j = rho[j] * np.einsum("kp,kp->k", Y[j], r)
         r += S[j] * (a_j - b_j)[:, None]
     return -r

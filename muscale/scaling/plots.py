@@ -119,7 +119,7 @@ def plot_residuals(df: pd.DataFrame, fit3: Approach3Fit, path: Path) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     r = np.log(fit3.law.loss(df["N"].to_numpy(), df["D"].to_numpy())) - np.log(df["loss"])
-    for ax, col, name in zip(axes, ("N", "C"), ("parameters N", "training FLOPs C")):
+    for ax, col, name in zip(axes, ("N", "C"), ("parameters N", "training FLOPs C"), strict=True):
         ax.scatter(df[col], r, s=8)
         ax.axhline(0, color="k", lw=0.8)
         ax.set_xscale("log")
@@ -137,7 +137,7 @@ def plot_hparams(fit: HparamFit, path: Path) -> Path:
     fig, axes = plt.subplots(
         1, max(len(laws), 1), figsize=(5 * max(len(laws), 1), 4), squeeze=False
     )
-    for ax, (k, law) in zip(axes[0], laws):
+    for ax, (k, law) in zip(axes[0], laws, strict=False):
         c = fit.points["C"].to_numpy()
         ax.scatter(c, fit.points[k], s=12)
         cs = np.logspace(np.log10(c.min()) - 0.3, np.log10(c.max()) + 0.3, 50)

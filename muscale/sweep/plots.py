@@ -21,11 +21,11 @@ def plot_transfer(fit: SweepFit, path: Path) -> Path:
         1, len(schemes), figsize=(5.2 * len(schemes), 4), squeeze=False, sharey=True
     )
     cmap = plt.get_cmap("viridis")
-    for ax, s in zip(axes[0], schemes):
+    for ax, s in zip(axes[0], schemes, strict=True):
         curves = sorted((c for (sc, _), c in fit.best.items() if sc == s), key=lambda c: c.width)
         for j, c in enumerate(curves):
             color = cmap(j / max(len(curves) - 1, 1))
-            xs = [np.log2(lr) for lr, v in zip(c.lrs, c.losses) if v is not None]
+            xs = [np.log2(lr) for lr, v in zip(c.lrs, c.losses, strict=True) if v is not None]
             ys = [v for v in c.losses if v is not None]
             ax.plot(xs, ys, "o-", color=color, ms=3, label=f"width {c.width}")
             ax.axvline(c.log2_lr_opt, color=color, ls=":", lw=1)

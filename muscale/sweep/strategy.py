@@ -28,7 +28,7 @@ Curve = dict[float, float]
 def _hp_grid(cfg: SweepConfig) -> list[dict[str, object]]:
     keys = [param_key(k) for k in cfg.params]
     values = [list(v) for v in cfg.params.values()]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*values)] or [{}]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
 
 
 def _trials_at(cfg: SweepConfig, scheme: str, width: int, hp: dict, lr: float) -> list[Trial]:
