@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from muscale.optim.build import make_optimizer
+from muscale.optim.optimizer import make_optimizer
 
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig
