@@ -19,6 +19,7 @@ def register_configs() -> None:
 
 def _schemas() -> list[tuple[str | None, str, type]]:
     from muscale.data.config import data_schemas
+    from muscale.hf.config import HFModelConfig
     from muscale.models.configs import GPTConfig, MLPConfig
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
@@ -29,6 +30,7 @@ def _schemas() -> list[tuple[str | None, str, type]]:
         *train_schemas(),
         ("schema/model", "mlp", MLPConfig),
         ("schema/model", "gpt", GPTConfig),
+        ("schema/model", "hf", HFModelConfig),
         ("schema", "param", ParamConfig),
         ("schema", "optim", OptimConfig),
     ]

@@ -290,7 +290,7 @@ def synthetic_batch(
 
     mcfg = model_config(model_cfg)
     g = torch.Generator().manual_seed(seed)
-    if mcfg.family == "gpt":
+    if mcfg.family in ("gpt", "hf"):
         t = min(int(seq_len or mcfg.seq_len), mcfg.seq_len)
         idx = torch.randint(0, mcfg.vocab_size, (batch_size, t + 1), generator=g)
         return idx[:, :-1].to(device), idx[:, 1:].to(device)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from muscale.errors import check_choice
+from muscale.hf.config import HFModelConfig
+from muscale.hf.model import HFCausalLM
 from muscale.models.configs import GPTConfig, MLPConfig
 from muscale.models.gpt import GPT
 from muscale.models.mlp import MLP
@@ -12,12 +14,13 @@ from muscale.models.mlp import MLP
 FAMILIES: dict[str, tuple[type, type]] = {
     "mlp": (MLPConfig, MLP),
     "gpt": (GPTConfig, GPT),
+    "hf": (HFModelConfig, HFCausalLM),  # transformers causal LMs; roles inferred (muscale.auto)
 }
 
 
-def model_config(d: Any) -> MLPConfig | GPTConfig:
+def model_config(d: Any) -> MLPConfig | GPTConfig | HFModelConfig:
     """A typed model config from a dict / DictConfig / dataclass (validated)."""
-    if isinstance(d, MLPConfig | GPTConfig):
+    if isinstance(d, MLPConfig | GPTConfig | HFModelConfig):
         return d
     from muscale.config import to_dict
 

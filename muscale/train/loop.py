@@ -86,11 +86,11 @@ def _ce(out: Tensor, y: Tensor) -> Tensor:  # (B, C), (B,)
     return F.cross_entropy(out.float(), y)
 
 
-#: data kind -> (loss, model family it needs, {model field: data attribute})
-KINDS: dict[str, tuple[Any, str, dict[str, str]]] = {
-    "lm": (_lm_loss, "gpt", {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
-    "regression": (_mse, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
-    "classification": (_ce, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
+#: data kind -> (loss, model families it fits, {model field: data attribute})
+KINDS: dict[str, tuple[Any, tuple[str, ...], dict[str, str]]] = {
+    "lm": (_lm_loss, ("gpt", "hf"), {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
+    "regression": (_mse, ("mlp",), {"in_dim": "in_dim", "out_dim": "out_dim"}),
+    "classification": (_ce, ("mlp",), {"in_dim": "in_dim", "out_dim": "out_dim"}),
 }
 
 
@@ -154,11 +154,11 @@ def prepare(
         )
     if data is None:
         data = build_data(dcfg, rank=rank, world_size=world)
-    _, family, fields = KINDS[data.kind]
+    _, families, fields = KINDS[data.kind]
     model_d = dict(raw["model"])
-    if model_d.get("family", "gpt") != family:
+    if model_d.get("family", "gpt") not in families:
         raise UserError(
-            f"data={dcfg.name} ({data.kind}) needs model={family}, got "
+            f"data={dcfg.name} ({data.kind}) needs model={'|'.join(families)}, got "
             f"model={model_d.get('family')}"
         )
     for mfield, attr in fields.items():  # the data decide vocabulary, context, dims
@@ -270,6 +270,8 @@ def _train(
         seed=tcfg.seed,
         device=device,
     )
+    if tcfg.init_from is not None and setup.resume_from is None:
+        init_from_hf(model, plan, tcfg.init_from)
     flops_token = flops_per_token(model, mcfg)
     peak = peak_flops(device, precision)
     base = model
@@ -486,6 +488,13 @@ def _train(
         (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
     logger.close()
     return result
+
+
+def init_from_hf(model: torch.nn.Module, plan: Any, path: str) -> None:
+    """``trainer.init_from``: start from an HF checkpoint's weights, keep this run's plan."""
+    from muscale.hf.load import load_hf_into
+
+    load_hf_into(model, plan, path)
 
 
 def _divergence(loss: float, initial: float | None, factor: float) -> str | None:
