@@ -32,6 +32,11 @@ class HFCausalLM(nn.Module):
     def forward(self, idx: Tensor) -> Tensor:
         return self.hf(input_ids=idx, use_cache=False).logits
 
+    @property
+    def blocks(self) -> nn.ModuleList:
+        """The decoder layers (what the trainer shards one by one under FSDP2)."""
+        return self.hf.get_submodule(arch_of(self.hf.config).blocks)  # type: ignore[return-value]
+
     def coord_points(self, *, relative: bool = False) -> list[Any]:
         """The coordinate check's default hook points (:func:`coord_points`)."""
         from muscale.coord.points import Point
