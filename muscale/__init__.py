@@ -6,7 +6,7 @@ Kept light on import: heavy or optional dependencies are imported where used.
 __version__ = "0.1.0"
 
 
-def parametrize(build, **kwargs):  # noqa: ANN001, ANN201 - see muscale.auto.parametrize
+def parametrize(build, **kwargs):  # type: ignore[no-untyped-def]  # see muscale.auto
     """:func:`muscale.auto.parametrize.parametrize` (imported on first call: keeps
     ``import muscale`` free of torch)."""
     from muscale.auto.parametrize import parametrize as _parametrize

@@ -13,16 +13,17 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from anymodels import TRANSFORMER_ROLES, PlainTransformer, lm_batch  # noqa: E402
+from anymodels import TRANSFORMER_ROLES, PlainTransformer, lm_batch
 
-from muscale.auto import parametrize  # noqa: E402
-from muscale.optim.build import make_optimizer  # noqa: E402
-from muscale.optim.config import OptimConfig  # noqa: E402
+from muscale.auto import parametrize
+from muscale.optim.build import make_optimizer
+from muscale.optim.config import OptimConfig
 
 
 def models():
-    yield "plain", parametrize(
-        PlainTransformer, width=64, base_width=32, roles=TRANSFORMER_ROLES, seed=0
+    yield (
+        "plain",
+        parametrize(PlainTransformer, width=64, base_width=32, roles=TRANSFORMER_ROLES, seed=0),
     )
     import transformers
     from transformers import LlamaConfig
@@ -31,9 +32,15 @@ def models():
 
     transformers.logging.set_verbosity_error()
     cfg = LlamaConfig(
-        vocab_size=64, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-        num_key_value_heads=2, num_hidden_layers=2, bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     yield "llama", build(cfg, width=64, base_width=32, head_scaling="head_dim", seed=0)
 
 

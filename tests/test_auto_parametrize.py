@@ -41,9 +41,7 @@ VARIANTS = [
     GPTConfig(
         width=128, depth=2, vocab_size=64, seq_len=16, norm="layernorm", bias=True, pos="learned"
     ),
-    GPTConfig(
-        width=128, depth=3, head_scaling="n_heads", head_dim=16, vocab_size=64, seq_len=16
-    ),
+    GPTConfig(width=128, depth=3, head_scaling="n_heads", head_dim=16, vocab_size=64, seq_len=16),
 ]
 
 
@@ -108,16 +106,19 @@ def test_ambiguous_tensor_is_named():
             super().__init__()
             self.lin = nn.Linear(8, int(w**0.5) * 4)  # grows like sqrt(width)
 
-    with pytest.raises(UserError, match="lin.weight .*not proportional to width"):
+    with pytest.raises(UserError, match=r"lin\.weight .*not proportional to width"):
         infer(Odd, width=256, base_width=16)
 
 
 def test_head_dim_growth_without_a_reachable_scale_is_refused():
     with pytest.raises(UserError, match="scale the number of heads"):
         parametrize(
-            PlainTransformer, width=64, base_width=32, roles=TRANSFORMER_ROLES,
+            PlainTransformer,
+            width=64,
+            base_width=32,
+            roles=TRANSFORMER_ROLES,
             head_dim=lambda w: w // 4,
-        )  # fmt: skip
+        )
 
 
 def test_mup_at_base_width_is_the_plain_model_function():
@@ -143,9 +144,12 @@ def _mup_twin(model, build, base_width, readout):
         old = getattr(m, readout)
         old._forward_pre_hooks.clear()  # muscale's 1/m hook: MuReadout applies its own
         new = MuReadout(
-            old.in_features, old.out_features, bias=old.bias is not None,
-            readout_zero_init=False, output_mult=1.0,
-        )  # fmt: skip
+            old.in_features,
+            old.out_features,
+            bias=old.bias is not None,
+            readout_zero_init=False,
+            output_mult=1.0,
+        )
         new.load_state_dict(old.state_dict())
         setattr(m, readout, new)
         return m

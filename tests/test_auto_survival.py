@@ -20,9 +20,13 @@ WORKER = Path(__file__).with_name("auto_dist_worker.py")
 
 def _plain(seed=0):
     return parametrize(
-        PlainTransformer, width=128, base_width=32, roles=TRANSFORMER_ROLES,
-        param={"zero_readout": False}, seed=seed,
-    )  # fmt: skip
+        PlainTransformer,
+        width=128,
+        base_width=32,
+        roles=TRANSFORMER_ROLES,
+        param={"zero_readout": False},
+        seed=seed,
+    )
 
 
 def test_state_dict_roundtrip_and_plain_keys(tmp_path):
@@ -70,9 +74,14 @@ def test_two_processes_match_one(parallel, tmp_path):
     one = _run(str(WORKER), "none", str(tmp_path / "one.json"))
     assert one.returncode == 0, one.stderr[-2000:]
     two = _run(
-        "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
-        parallel, str(tmp_path / "two.json"),
-    )  # fmt: skip
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(WORKER),
+        parallel,
+        str(tmp_path / "two.json"),
+    )
     assert two.returncode == 0, two.stderr[-3000:]
     want = json.loads((tmp_path / "one.json").read_text())
     got = json.loads((tmp_path / "two.json").read_text())

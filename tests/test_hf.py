@@ -48,9 +48,17 @@ def _configs():
         "granite": GraniteConfig(**common, intermediate_size=128, **ids),
         "gpt_neox": GPTNeoXConfig(**common, intermediate_size=256, **ids),
         "gpt2": GPT2Config(
-            vocab_size=V, n_layer=2, n_embd=64, n_head=4, n_positions=32, resid_pdrop=0.0,
-            embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=False, **ids,
-        ),  # fmt: skip
+            vocab_size=V,
+            n_layer=2,
+            n_embd=64,
+            n_head=4,
+            n_positions=32,
+            resid_pdrop=0.0,
+            embd_pdrop=0.0,
+            attn_pdrop=0.0,
+            tie_word_embeddings=False,
+            **ids,
+        ),
     }
 
 
@@ -97,12 +105,18 @@ def test_coordinate_check_passes_under_mup_and_fails_under_sp(arch):
     for scheme in ("mup", "sp"):
 
         def factory(w, seed, scheme=scheme):
-            return build(cfg, width=w, base_width=64, scheme=scheme, head_scaling="head_dim", seed=seed)
+            return build(
+                cfg, width=w, base_width=64, scheme=scheme, head_scaling="head_dim", seed=seed
+            )
 
         rep = coord_check(
-            factory, [64, 128, 256, 512], batch=_batch(), seeds=3, expect="mup",
+            factory,
+            [64, 128, 256, 512],
+            batch=_batch(),
+            seeds=3,
+            expect="mup",
             optimizer=OptimConfig(name="adam", lr=1e-2),
-        )  # fmt: skip
+        )
         reps[scheme] = rep
     assert reps["mup"].passed, reps["mup"].verdict()
     assert not reps["sp"].passed
@@ -114,13 +128,26 @@ def test_coordinate_check_passes_under_mup_and_fails_under_sp(arch):
 
 def _checkpoint(tmp_path, *, tie, alpha, bias=False, mlp="swiglu", seed=1):
     cfg = GPTConfig(
-        width=64, depth=2, n_heads=4, q_per_kv=2, vocab_size=V, seq_len=16, mlp=mlp,
-        tie_embeddings=tie, bias=bias,
-    )  # fmt: skip
+        width=64,
+        depth=2,
+        n_heads=4,
+        q_per_kv=2,
+        vocab_size=V,
+        seq_len=16,
+        mlp=mlp,
+        tie_embeddings=tie,
+        bias=bias,
+    )
     pcfg = ParamConfig(
-        base_width=32, depth_alpha=alpha, base_depth=1, zero_readout=False, zero_query=False,
-        input_mult=2.0, output_mult=1.5, attn_mult=0.7,
-    )  # fmt: skip
+        base_width=32,
+        depth_alpha=alpha,
+        base_depth=1,
+        zero_readout=False,
+        zero_query=False,
+        input_mult=2.0,
+        output_mult=1.5,
+        attn_mult=0.7,
+    )
     ocfg = OptimConfig(name="adamw", lr=1e-2, weight_decay=0.1, betas=[0.9, 0.95])
     model, plan = build_model(cfg, pcfg, seed=seed)
     config = {
@@ -129,9 +156,15 @@ def _checkpoint(tmp_path, *, tie, alpha, bias=False, mlp="swiglu", seed=1):
         "optim": dataclasses.asdict(ocfg),
     }
     ck = save_checkpoint(
-        tmp_path / "run" / "checkpoints", step=1, model_state=model.state_dict(), optim_state={},
-        train_state={}, config=config, plan=plan, keep=1,
-    )  # fmt: skip
+        tmp_path / "run" / "checkpoints",
+        step=1,
+        model_state=model.state_dict(),
+        optim_state={},
+        train_state={},
+        config=config,
+        plan=plan,
+        keep=1,
+    )
     return model, plan, ocfg, ck
 
 
@@ -140,7 +173,7 @@ def _checkpoint(tmp_path, *, tie, alpha, bias=False, mlp="swiglu", seed=1):
 def test_exported_granite_logits_equal_muscale(tmp_path, tie, alpha):
     from transformers import AutoModelForCausalLM
 
-    model, plan, _, ck = _checkpoint(tmp_path, tie=tie, alpha=alpha, bias=not tie)
+    model, plan, _, _ = _checkpoint(tmp_path, tie=tie, alpha=alpha, bias=not tie)
     out = export_checkpoint(tmp_path / "run", tmp_path / "hf")
     hf = AutoModelForCausalLM.from_pretrained(out)
     assert type(hf).__name__ == "GraniteForCausalLM"
@@ -198,7 +231,9 @@ def test_import_roundtrip_into_gpt_and_hf(tmp_path):
     torch.testing.assert_close(fresh(x), model(x))
     # a run with other multipliers is refused (the loaded function would change)
     other, oplan = build_model(model.cfg, ParamConfig(base_width=16, base_depth=1), seed=9)
-    with pytest.raises(UserError, match="embedding_multiplier gives input=2 but this run's plan has 1"):
+    with pytest.raises(
+        UserError, match="embedding_multiplier gives input=2 but this run's plan has 1"
+    ):
         load_hf_into(other, oplan, out)
     # model=hf: an HF directory loads into the same architecture at the same width
     cfg = _configs()["llama"]

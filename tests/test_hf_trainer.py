@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("transformers")
 
-from muscale.cli.common import compose  # noqa: E402
-from muscale.cli.train import register_schemas  # noqa: E402
-from muscale.hf.export import export_checkpoint  # noqa: E402
-from muscale.train.logging import read_metrics  # noqa: E402
-from muscale.train.loop import run  # noqa: E402
+from muscale.cli.common import compose
+from muscale.cli.train import register_schemas
+from muscale.hf.export import export_checkpoint
+from muscale.train.logging import read_metrics
+from muscale.train.loop import run
 
 TINY = [
     "param.base_width=32",
@@ -38,7 +38,9 @@ def test_init_from_an_export_continues_where_the_run_stopped(tmp_path):
     run(compose("train", [*TINY, "trainer.max_steps=30"]), tmp_path / "a")
     first = _losses(tmp_path / "a")
     out = export_checkpoint(tmp_path / "a", tmp_path / "hf")
-    run(compose("train", [*TINY, "trainer.max_steps=2", f"trainer.init_from={out}"]), tmp_path / "b")
+    run(
+        compose("train", [*TINY, "trainer.max_steps=2", f"trainer.init_from={out}"]), tmp_path / "b"
+    )
     cont = _losses(tmp_path / "b")
     run(compose("train", [*TINY, "trainer.max_steps=2"]), tmp_path / "c")
     fresh = _losses(tmp_path / "c")
@@ -54,13 +56,22 @@ def test_model_hf_trains(tmp_path):
         compose(
             "train",
             [
-                "model=hf", "model.width=64", "model.depth=2", "model.head_dim=16",
-                "param.base_width=32", "data.seq_len=16", "data.batch_size=8",
-                "data.eval_batches=1", "optim.lr=0.01", "trainer.device=cpu",
-                "trainer.max_steps=12", "trainer.log_every=1", "trainer.eval_every=0",
+                "model=hf",
+                "model.width=64",
+                "model.depth=2",
+                "model.head_dim=16",
+                "param.base_width=32",
+                "data.seq_len=16",
+                "data.batch_size=8",
+                "data.eval_batches=1",
+                "optim.lr=0.01",
+                "trainer.device=cpu",
+                "trainer.max_steps=12",
+                "trainer.log_every=1",
+                "trainer.eval_every=0",
                 "trainer.progress=off",
             ],
-        ),  # fmt: skip
+        ),
         tmp_path / "hf",
     )
     assert res.completed

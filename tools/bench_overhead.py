@@ -123,10 +123,16 @@ def hf_contenders():
 
     transformers.logging.set_verbosity_error()
     cfg = LlamaConfig(
-        vocab_size=256, hidden_size=256, intermediate_size=688, num_attention_heads=4,
-        num_key_value_heads=4, num_hidden_layers=4, max_position_embeddings=128,
-        bos_token_id=0, eos_token_id=0,
-    )  # fmt: skip
+        vocab_size=256,
+        hidden_size=256,
+        intermediate_size=688,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_hidden_layers=4,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (8, 128), generator=g)
     y = torch.randint(0, 256, (8, 128), generator=g)

@@ -78,7 +78,7 @@ def hf_name(name: str) -> str:
         _, i, rest = name.split(".", 2)
         for ours, theirs in BLOCK_NAMES.items():
             if rest == ours or rest.startswith(ours + "."):
-                return f"model.layers.{i}.{theirs}{rest[len(ours):]}"
+                return f"model.layers.{i}.{theirs}{rest[len(ours) :]}"
     raise UserError(f"export format=hf: no Granite parameter for {name!r}")
 
 

@@ -49,7 +49,9 @@ def read_hf_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, 
     return state, config
 
 
-def _copy(model: nn.Module, state: dict[str, torch.Tensor], names: dict[str, str], src: str) -> None:
+def _copy(
+    model: nn.Module, state: dict[str, torch.Tensor], names: dict[str, str], src: str
+) -> None:
     missing = [ours for ours, theirs in names.items() if theirs not in state]
     if missing:
         raise UserError(
