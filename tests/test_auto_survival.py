@@ -29,17 +29,51 @@ def _plain(seed=0):
     )
 
 
-def test_state_dict_roundtrip_and_plain_keys(tmp_path):
-    a, plan = _plain(seed=1)
-    assert set(a.state_dict()) == set(PlainTransformer(128).state_dict())  # hooks add no state
+def _llama(seed=0):
+    """A HF Llama-style model, head_dim growing (so its attention ``scaling`` is set too)."""
+    transformers = pytest.importorskip("transformers")
+    from muscale.hf import build
+
+    transformers.logging.set_verbosity_error()
+    cfg = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=128,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=2,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    param = {"zero_readout": False, "zero_query": False}
+    return build(cfg, width=128, base_width=32, head_scaling="head_dim", param=param, seed=seed)
+
+
+def _plain_twin(name, model):
+    """The same architecture built without muscale (no hooks, default attention scale)."""
+    if name == "plain":
+        return PlainTransformer(128)
+    from muscale.hf.model import HFCausalLM
+
+    return HFCausalLM(type(model.hf)(model.hf.config))
+
+
+BUILDERS = {"plain": _plain, "llama": _llama}
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_state_dict_roundtrip_and_plain_keys(tmp_path, name):
+    a, plan = BUILDERS[name](seed=1)
+    plain = _plain_twin(name, a)
+    assert set(a.state_dict()) == set(plain.state_dict())  # hooks add no state
     torch.save(a.state_dict(), tmp_path / "m.pt")
-    b, _ = _plain(seed=2)
+    b, _ = BUILDERS[name](seed=2)
     x, _ = lm_batch()
     assert not torch.allclose(a(x), b(x))
     b.load_state_dict(torch.load(tmp_path / "m.pt", weights_only=True))
     torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
     # a model built plainly gets the multipliers back from the plan (plain JSON data)
-    c = PlainTransformer(128)
+    c = plain
     c.load_state_dict(a.state_dict())
     assert not torch.allclose(c(x), a(x))  # without the 1/m readout
     from muscale.param.plan import Plan
@@ -49,13 +83,14 @@ def test_state_dict_roundtrip_and_plain_keys(tmp_path):
 
 
 @pytest.mark.slow
-def test_compiled_model_has_the_same_outputs():
-    model, _ = _plain()
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_compiled_model_has_the_same_outputs(name):
+    model, _ = BUILDERS[name]()
     x, _ = lm_batch()
     eager = model(x)
     compiled = torch.compile(model)(x)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
-    plain = PlainTransformer(128)
+    plain = _plain_twin(name, model)
     plain.load_state_dict(model.state_dict())
     assert not torch.allclose(plain(x), compiled, atol=1e-3)  # the 1/m hook was compiled in
 

@@ -16,7 +16,9 @@ class Arch:
     """Where one architecture keeps its sizes (config fields) and its parts (module names).
 
     ``ff=None``: the MLP width is 4·hidden (GPT-2's ``n_inner=None``); ``kv=None``: no
-    grouped-query attention; ``head_dim``: the config field that pins it, if any.
+    grouped-query attention; ``head_dim``: the config field that pins it, if any;
+    ``query``: the query projection's weight (zero-initialised under μP, TP5 App. D.2;
+    None where q, k, v are one fused matrix).
     """
 
     hidden: str
@@ -32,6 +34,7 @@ class Arch:
     attn_out: str = "self_attn.o_proj"
     mlp_out: str = "mlp.down_proj"
     head: str = "lm_head"
+    query: str | None = "*.self_attn.q_proj.weight"
 
 
 _LLAMA = Arch(
@@ -56,6 +59,7 @@ ARCHS: dict[str, Arch] = {
         positions="n_positions",
         ff="n_inner",
         attention="*.attn",
+        query=None,
         embed="transformer.wte",
         blocks="transformer.h",
         attn_out="attn.c_proj",
@@ -67,6 +71,7 @@ ARCHS: dict[str, Arch] = {
         layers="num_hidden_layers",
         positions="max_position_embeddings",
         attention="*.attention",
+        query=None,
         embed="gpt_neox.embed_in",
         blocks="gpt_neox.layers",
         attn_out="attention.dense",

@@ -191,6 +191,7 @@ def build(
         scheme=scheme,
         optim_family=optim_family,
         param=param,
+        roles={a.query: "hidden:query"} if a.query else None,
         head_dim=lambda w: head_dim_of(config_at(w)),
         attention=a.attention,
         attn_attr="scaling",
