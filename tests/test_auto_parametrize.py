@@ -229,3 +229,13 @@ def test_plain_models_pass_the_mup_coordinate_check(case):
         expect="mup",
     )
     assert rep.passed, rep.verdict()
+
+
+def test_top_level_parametrize_is_the_library_function():
+    import muscale
+
+    x, _ = image_batch()
+    a, pa = muscale.parametrize(SmallCNN, width=64, base_width=32, param=NO_ZERO, seed=4)
+    b, pb = parametrize(SmallCNN, width=64, base_width=32, param=NO_ZERO, seed=4)
+    assert pa == pb
+    torch.testing.assert_close(a(x), b(x), rtol=0, atol=0)

@@ -155,7 +155,11 @@ def parametrize(
     check_choice("optim_family", optim_family, FAMILIES)
     pcfg = _param_config(param, scheme, base_width)
     if base_width > width and not pcfg.allow_base_above_width:
-        raise ConfigError("base_width", base_width, f"must be <= width={width}")
+        raise ConfigError(
+            "param.base_width",
+            base_width,
+            f"must be <= the width {width} (or allow_base_above_width)",
+        )
     inf = infer(build, width=width, base_width=base_width, roles=roles)
     head_dims = (head_dim(width), head_dim(base_width)) if head_dim is not None else None
     head_scales = head_dims is not None and head_dims[0] != head_dims[1]

@@ -86,24 +86,25 @@ def granite_config(model_cfg: dict[str, Any], multipliers: dict[str, float]) -> 
     """The GraniteConfig of a muscale GPT config with the plan's multipliers folded in."""
     from transformers import GraniteConfig
 
-    from muscale.models import model_config
+    from muscale.models import GPTConfig, model_config
 
     cfg = model_config(model_cfg)
-    dims = cfg.dims(cfg.width)  # type: ignore[union-attr]
+    assert isinstance(cfg, GPTConfig)  # check_exportable ran first
+    dims = cfg.dims(cfg.width)
     return GraniteConfig(
-        vocab_size=cfg.vocab_size,  # type: ignore[union-attr]
+        vocab_size=cfg.vocab_size,
         hidden_size=dims["d_model"],
         intermediate_size=dims["d_ff"],
         num_hidden_layers=cfg.depth,
         num_attention_heads=dims["n_heads"],
         num_key_value_heads=dims["kv_dim"] // dims["head_dim"],
         hidden_act="silu",
-        max_position_embeddings=cfg.seq_len,  # type: ignore[union-attr]
+        max_position_embeddings=cfg.seq_len,
         rms_norm_eps=1e-6,  # muscale's nn.RMSNorm(eps=1e-6)
-        tie_word_embeddings=bool(cfg.tie_embeddings),  # type: ignore[union-attr]
-        rope_parameters={"rope_type": "default", "rope_theta": float(cfg.rope_theta)},  # type: ignore[union-attr]
-        attention_bias=bool(cfg.bias),  # type: ignore[union-attr]
-        mlp_bias=bool(cfg.bias),  # type: ignore[union-attr]
+        tie_word_embeddings=bool(cfg.tie_embeddings),
+        rope_parameters={"rope_type": "default", "rope_theta": float(cfg.rope_theta)},
+        attention_bias=bool(cfg.bias),
+        mlp_bias=bool(cfg.bias),
         embedding_multiplier=float(multipliers["input"]),
         logits_scaling=1.0 / float(multipliers["output"]),
         residual_multiplier=float(multipliers["branch"]),

@@ -184,7 +184,7 @@ def build(
         config_at(base_width)
     except ConfigError as exc:
         raise ConfigError("param.base_width", base_width, str(exc)) from None
-    return parametrize(
+    model, plan = parametrize(
         family,
         width=width,
         base_width=base_width,
@@ -198,12 +198,16 @@ def build(
         seed=seed,
         device=device,
     )
+    assert isinstance(model, HFCausalLM)
+    return model, plan
 
 
 def build_from_config(
-    mcfg: HFModelConfig, param_cfg: Any, *, optim_family: str, seed: int, device: Any
+    mcfg: Any, param_cfg: Any, *, optim_family: str, seed: int, device: Any
 ) -> tuple[HFCausalLM, Plan]:
-    """``muscale.build.build_model`` for ``model.family=hf``."""
+    """``muscale.build.build_model`` for ``model.family=hf`` (``mcfg``: an HFModelConfig)."""
+    if not isinstance(mcfg, HFModelConfig):
+        raise TypeError(f"expected an HFModelConfig, got {type(mcfg).__name__}")
     return build(
         mcfg.config,
         width=mcfg.width,
@@ -227,6 +231,7 @@ def coord_points(model: HFCausalLM, *, relative: bool = False) -> dict[str, str]
     attention and MLP branch outputs and the residual stream, the logits."""
     a = arch_of(model.hf.config)
     blocks = model.hf.get_submodule(a.blocks)
+    assert isinstance(blocks, nn.ModuleList)
     idx = [len(blocks) - 1] if relative else range(len(blocks))
     pts = {f"hf.{a.embed}": "embed"}
     for i in idx:
