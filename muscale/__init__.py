@@ -35,6 +35,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "make_plan": ("muscale.param.plan", "make_plan"),
     "forward_multipliers": ("muscale.param.plan", "forward_multipliers"),
     "init_parameters": ("muscale.param.init", "init_parameters"),
+    "parametrize": ("muscale.auto.parametrize", "parametrize"),
     # optimizers
     "OptimConfig": ("muscale.optim.config", "OptimConfig"),
     "ScheduleConfig": ("muscale.optim.config", "ScheduleConfig"),

@@ -43,6 +43,10 @@ def build_model(
     """
     mcfg, pcfg = model_config(model_cfg), param_config(param_cfg)
     check_choice("optim family", optim_family, OPTIM_FAMILIES)
+    if mcfg.family == "hf":  # roles inferred from shapes (muscale.auto), not param_specs()
+        from muscale.hf.model import build_from_config
+
+        return build_from_config(mcfg, pcfg, optim_family=optim_family, seed=seed, device=device)
     if pcfg.base_shapes:
         pcfg = _with_bsh_base_width(mcfg, pcfg)
     shape = shape_info(mcfg, pcfg)

@@ -38,6 +38,7 @@ def schemas() -> list[tuple[str | None, str, type]]:
     """``(group, name, dataclass)`` for every structured config; the YAML files in ``conf/``
     name them in their defaults lists (``/schema/optim@_here_``)."""
     from muscale.data.config import data_schemas
+    from muscale.hf.config import HFModelConfig
     from muscale.models.configs import GPTConfig, MLPConfig
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
@@ -48,6 +49,7 @@ def schemas() -> list[tuple[str | None, str, type]]:
         *train_schemas(),
         ("schema/model", "mlp", MLPConfig),
         ("schema/model", "gpt", GPTConfig),
+        ("schema/model", "hf", HFModelConfig),
         ("schema", "param", ParamConfig),
         ("schema", "optim", OptimConfig),
     ]

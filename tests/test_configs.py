@@ -51,6 +51,7 @@ def test_every_group_option_composes_into_train(group):
         ("pipeline", []),
         ("coord_check", []),
         ("diagnose", ["checkpoint=x"]),
+        ("export", ["checkpoint=x", "out=y"]),
         ("fit", ["store=x.db"]),
         ("transfer", ["store=x.db", "target.width=1024"]),
     ],

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from muscale.optim.optimizer import make_optimizer
 
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig
 from muscale.optim.config import OptimConfig, ScheduleConfig
+from muscale.optim.optimizer import make_optimizer
 from muscale.optim.schedules import lr_multiplier
 from muscale.param.config import ParamConfig
 

@@ -8,10 +8,14 @@ Same architecture, same data, same run, CPU; eager and torch.compile. Contenders
   ``MuAdamW`` (per-parameter groups);
 * ``muscale`` — ``build_model(param=mup)`` + ``make_optimizer`` (merged groups).
 
+Family ``hf``: a transformers Llama-style model, ``plain`` = ``from_config`` + one AdamW
+group, ``muscale`` = ``muscale.hf.build`` (forward hooks, attention ``scaling`` set, μP
+groups); no mup contender (it would need the model's code edited).
+
 Timing alternates contenders round by round (noisy machines: only ratios measured side by
 side mean anything); reports the median step time per contender and the ratios.
 
-    python tools/bench_overhead.py [--rounds 5] [--steps 10] [--no-compile]
+    python tools/bench_overhead.py [--rounds 5] [--steps 10] [--no-compile] [--families hf]
 """
 
 from __future__ import annotations
@@ -109,7 +113,44 @@ def mup_variant(model: nn.Module, cfg, readout: str, base_width: int) -> nn.Modu
     return twin
 
 
+def hf_contenders():
+    """A Llama-style transformers model, plain vs parametrized by muscale.hf.build."""
+    import transformers
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from muscale.hf import build as hf_build
+    from muscale.hf.model import HFCausalLM
+
+    transformers.logging.set_verbosity_error()
+    cfg = LlamaConfig(
+        vocab_size=256,
+        hidden_size=256,
+        intermediate_size=688,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        num_hidden_layers=4,
+        max_position_embeddings=128,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (8, 128), generator=g)
+    y = torch.randint(0, 256, (8, 128), generator=g)
+
+    def loss_fn(m):
+        return F.cross_entropy(m(x).flatten(0, 1), y.flatten())
+
+    plain = HFCausalLM(AutoModelForCausalLM.from_config(cfg))
+    ours, plan = hf_build(cfg, width=256, base_width=64, head_scaling="head_dim")
+    ocfg = OptimConfig(name="adamw", lr=1e-3, weight_decay=1e-4)
+    opt_ours, _ = make_optimizer(ours, plan, ocfg)
+    opt_plain = torch.optim.AdamW(plain.parameters(), lr=1e-3, betas=(0.9, 0.95), weight_decay=0.1)
+    return {"plain": (plain, opt_plain), "muscale": (ours, opt_ours)}, loss_fn
+
+
 def contenders(family: str):
+    if family == "hf":
+        return hf_contenders()
     if family == "gpt":
         cfg = GPTConfig(width=256, depth=4, n_heads=4, vocab_size=256, seq_len=128)
         g = torch.Generator().manual_seed(0)
@@ -206,6 +247,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--memory", action="store_true", help="also peak RSS per contender")
+    ap.add_argument("--families", default="gpt,mlp,hf", help="comma list of gpt, mlp, hf")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
     modes = [False] if args.no_compile else [False, True]
@@ -219,7 +261,7 @@ def main() -> None:
         f"{'family':<6} {'mode':<8} {'plain ms':>9} {'mup ms':>9} {'muscale ms':>11} "
         f"{'muscale/plain':>14} {'muscale/mup':>12}"
     )
-    for family in ("gpt", "mlp"):
+    for family in args.families.split(","):
         for compiled in modes:
             r = bench(family, compiled, args.rounds, args.steps)
             mup_ms = r.get("mup", {}).get("step_ms", float("nan"))

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "transfer": ("muscale.cli.transfer", "write the large run's config from a fit"),
     "scaling": ("muscale.cli.scaling", "scaling-law fits and compute-optimal plans"),
     "diagnose": ("muscale.cli.diagnose", "spectra, Hessian, NTK, Jacobian of a checkpoint"),
+    "export": ("muscale.cli.export", "write a trained μP GPT as a transformers model"),
 }
 
 

@@ -98,6 +98,11 @@ def resolve_points(
             pts = gpt_points(model, relative=relative)
         elif isinstance(model, MLP):
             pts = mlp_points(model, relative=relative)
+        elif callable(getattr(model, "coord_points", None)):  # e.g. muscale.hf.HFCausalLM
+            pts = [  # (name, kind, label) rows: the model needs no import of this module
+                p if isinstance(p, Point) else Point(*p)
+                for p in model.coord_points(relative=relative)  # type: ignore[operator]
+            ]
         else:
             raise UserError(
                 f"{type(model).__name__} is not a muscale MLP/GPT: pass points=[module names] "

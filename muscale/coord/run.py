@@ -281,11 +281,13 @@ def synthetic_batch(
 ) -> Batch:
     """A fixed batch for a muscale model: uniform random tokens and next tokens (GPT) or
     ``x ~ N(0, I)`` with uniform random class labels (MLP); seeded, no data files."""
-    from muscale.models import model_config
+    from muscale.models import MLPConfig, model_config
 
     mcfg = model_config(model_cfg)
     g = torch.Generator().manual_seed(seed)
-    if mcfg.family == "gpt":
+    if not isinstance(mcfg, MLPConfig):  # token models: gpt, hf
+        if mcfg.seq_len is None or mcfg.vocab_size is None:
+            raise UserError("a synthetic batch needs model.seq_len and model.vocab_size")
         t = min(int(seq_len or mcfg.seq_len), mcfg.seq_len)
         idx = torch.randint(0, mcfg.vocab_size, (batch_size, t + 1), generator=g)
         return idx[:, :-1].to(device), idx[:, 1:].to(device)

@@ -41,6 +41,9 @@ class TrainerConfig:
     torch (null: torch's default; 1 per trial when trials run in parallel on a small
     machine). ``monitor_every``: log
     :func:`muscale.diagnostics.monitor.spectral_summary` every N steps (0: off).
+    ``init_from``: a Hugging Face model directory whose weights start the run (a
+    ``muscale export format=hf`` output, or any supported HF model for ``model=hf``);
+    learning rates still come from this run's μP plan (:mod:`muscale.hf.load`).
     """
 
     max_steps: int = 200
@@ -63,6 +66,7 @@ class TrainerConfig:
     monitor_every: int = 0
     progress: str = "auto"
     threads: int | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         check_positive("trainer.max_steps", self.max_steps)

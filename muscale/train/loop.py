@@ -75,11 +75,11 @@ class TrainResult:
 # --------------------------------------------------------------------------- losses
 
 
-#: data kind -> (loss, model family it needs, {model field: data attribute})
-KINDS: dict[str, tuple[Any, str, dict[str, str]]] = {
-    "lm": (cross_entropy, "gpt", {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
-    "regression": (mse, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
-    "classification": (cross_entropy, "mlp", {"in_dim": "in_dim", "out_dim": "out_dim"}),
+#: data kind -> (loss, model families it fits, {model field: data attribute})
+KINDS: dict[str, tuple[Any, tuple[str, ...], dict[str, str]]] = {
+    "lm": (cross_entropy, ("gpt", "hf"), {"vocab_size": "vocab_size", "seq_len": "seq_len"}),
+    "regression": (mse, ("mlp",), {"in_dim": "in_dim", "out_dim": "out_dim"}),
+    "classification": (cross_entropy, ("mlp",), {"in_dim": "in_dim", "out_dim": "out_dim"}),
 }
 
 
@@ -143,11 +143,11 @@ def prepare(
         )
     if data is None:
         data = build_data(dcfg, rank=rank, world_size=world)
-    _, family, fields = KINDS[data.kind]
+    _, families, fields = KINDS[data.kind]
     model_d = dict(raw["model"])
-    if model_d.get("family", "gpt") != family:
+    if model_d.get("family", "gpt") not in families:
         raise UserError(
-            f"data={dcfg.name} ({data.kind}) needs model={family}, got "
+            f"data={dcfg.name} ({data.kind}) needs model={'|'.join(families)}, got "
             f"model={model_d.get('family')}"
         )
     for mfield, attr in fields.items():  # the data decide vocabulary, context, dims
@@ -334,6 +334,8 @@ def build(setup: Setup, run_dir: Path, device: torch.device, info: dist_utils.Di
         seed=tcfg.seed,
         device=device,
     )
+    if tcfg.init_from is not None and setup.resume_from is None:
+        init_from_hf(base, plan, tcfg.init_from)
     flops = flops_per_token(base, mcfg)
     model = dist_utils.wrap(base, info, device)
     opt, sched = make_optimizer(base, plan, setup.optim, total_steps=tcfg.max_steps)
@@ -611,6 +613,13 @@ def _train(
     out = open_outputs(tr, start)
     reason, _ = train_loop(tr, state, out, t_start)
     return finish(tr, state, out, start=start, reason=reason, t_start=t_start)
+
+
+def init_from_hf(model: torch.nn.Module, plan: Any, path: str) -> None:
+    """``trainer.init_from``: start from an HF checkpoint's weights, keep this run's plan."""
+    from muscale.hf.load import load_hf_into
+
+    load_hf_into(model, plan, path)
 
 
 def _divergence(loss: float, initial: float | None, factor: float) -> str | None:
