@@ -14,7 +14,7 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 
 from anymodels import TRANSFORMER_ROLES, PlainTransformer, lm_batch
-from muscale.optim.build import make_optimizer
+from muscale.optim.optimizer import make_optimizer
 
 from muscale.auto import parametrize
 from muscale.optim.config import OptimConfig

@@ -16,7 +16,7 @@ from anymodels import (
     image_batch,
     lm_batch,
 )
-from muscale.optim.build import make_optimizer
+from muscale.optim.optimizer import make_optimizer
 from torch import nn
 
 from muscale.auto import infer, parametrize

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from muscale.optim.build import make_optimizer  # noqa: E402
+from muscale.optim.optimizer import make_optimizer  # noqa: E402
 
 from muscale.build import build_model  # noqa: E402
 from muscale.cli.main import main as cli  # noqa: E402

@@ -3,7 +3,7 @@
 ::
 
     model, plan = muscale.parametrize(lambda w: MyNet(width=w), width=1024, base_width=128)
-    opt, sched = muscale.optim.build.make_optimizer(model, plan, OptimConfig(lr=3e-3))
+    opt, sched = muscale.optim.optimizer.make_optimizer(model, plan, OptimConfig(lr=3e-3))
 
 Roles come from shapes (:mod:`muscale.auto.infer`), the plan from muscale's rule table
 (:func:`muscale.param.plan.make_plan`, TP5 Table 8), the init from the plan, and the forward
