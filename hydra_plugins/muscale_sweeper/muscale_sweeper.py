@@ -1,4 +1,4 @@
-"""muscale's Hydra sweeper: proxy-width x hyperparameter sweeps, grid or adaptive.
+"""muscale's Hydra sweeper: proxy-width x hyperparameter sweeps (every ``sweep.strategy``).
 
 Hydra only loads sweepers from the ``hydra_plugins`` package, so this thin class lives here
 and the logic lives in :mod:`muscale.sweep`. It works with any Hydra launcher (basic,
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 class MuscaleSweeper(Sweeper):
-    def __init__(self, max_rounds: int = 50) -> None:
+    def __init__(self, max_rounds: int = 1000) -> None:
         self.max_rounds = max_rounds
         self.config: DictConfig | None = None
         self.launcher: Any = None
@@ -43,7 +43,7 @@ class MuscaleSweeper(Sweeper):
         from muscale.config import to_dict
         from muscale.sweep.config import SweepConfig
         from muscale.sweep.store import Store
-        from muscale.sweep.strategy import planner
+        from muscale.sweep.strategy import fixed_overrides, planner
 
         assert self.config is not None and self.launcher is not None
         cfg = SweepConfig(**to_dict(self.config.sweep))
@@ -51,13 +51,18 @@ class MuscaleSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        plan = planner(cfg)
+        plan = planner(cfg, max_steps=int(self.config.trainer.max_steps))
         losses: dict[str, tuple[Any, float]] = {}
         done = {r.key: r for r in store.records(cfg.name)}
-        fixed = _fixed_arguments(arguments)
+        fixed = _fixed_arguments(arguments, depth_sweep=cfg.depths is not None)
         if not any(a.startswith("param.base_width=") for a in fixed):
             # μP's base shape: the smallest proxy unless the user says otherwise
             fixed.append(f"param.base_width={min(cfg.widths)}")
+        if cfg.depths is not None and not any(a.startswith("param.base_depth=") for a in fixed):
+            fixed.append(f"param.base_depth={min(cfg.depths)}")
+        for extra in fixed_overrides(plan):  # what the strategy needs wins over the user's
+            fixed = [a for a in fixed if not a.startswith(extra.split("=", 1)[0] + "=")]
+            fixed.append(extra)
         job_idx, returns = 0, []
         for _ in range(self.max_rounds):
             trials = plan.next_round(losses)
@@ -97,7 +102,16 @@ def _loss_of(loss: float | None, diverged: bool) -> float:
     return float(loss)
 
 
-def _fixed_arguments(arguments: Sequence[str]) -> list[str]:
+def _fixed_arguments(arguments: Sequence[str], *, depth_sweep: bool = False) -> list[str]:
     """User overrides applied to every job, minus the keys each trial sets itself."""
-    owned = ("param=", "model.width=", "trainer.seed=", "optim.lr=", "sweep_trial=")
+    owned: tuple[str, ...] = (
+        "param=",
+        "model.width=",
+        "trainer.seed=",
+        "optim.lr=",
+        "sweep_trial=",
+        "sweep_run=",
+    )
+    if depth_sweep:
+        owned += ("model.depth=",)
     return [a for a in arguments if not a.startswith(owned)]
