@@ -44,9 +44,18 @@ def main(argv: list[str]) -> int:
 
     cfg = compose("fit", argv)
     fmt = check_format(cfg.format)
-    fit, _ = load_fit(cfg)
+    fit, records = load_fit(cfg)
     out = Path(cfg.out) if cfg.out else Path("outputs/fit") / (fit.sweep or "all")
     report = fit.to_json()
+    from muscale.sweep.fit import fit_all, swept_params
+
+    others = [p for p in swept_params(records) if p != "lr"]
+    report["params"] = {
+        name: pf.to_json()
+        for name, pf in fit_all(
+            records, params=others, scale=fit.scale, scheme=fit.scheme, tol=fit.slope_tol
+        ).items()
+    }
     out.mkdir(parents=True, exist_ok=True)
     import json
 
@@ -92,12 +101,19 @@ def print_fit(report: dict[str, Any], out: Path | None = None) -> None:
     con.print(table)
     for s, d in report["by_scheme"].items():
         t = d["trend"]["lr"]
-        verdict = "transfer holds" if d["transfer_holds"] else "optimum drifts"
         con.print(
-            f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.3f} octaves/doubling "
-            f"(95% CI [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]), drift {t['drift_octaves']:+.2f} "
-            f"octaves over widths {min(t['widths'])}-{max(t['widths'])}: {verdict} "
-            f"(tolerance {report['slope_tol']})"
+            f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.4g} octaves/doubling "
+            f"(95% CI [{t['ci'][0]:+.4g}, {t['ci'][1]:+.4g}]), drift {t['drift_octaves']:+.4g} "
+            f"octaves over {report.get('scale', 'width')}s {min(t['widths'])}-{max(t['widths'])}: "
+            f"{d.get('verdict', '')} ({d.get('reason', '')}"
+            + (f"; next: {d['next']}" if d.get("next") else "")
+            + ")"
+        )
+    for name, pf in report.get("params", {}).items():
+        con.print(
+            f"{name}: {pf['verdict']} ({pf['reason']}"
+            + (f"; next: {pf['next']}" if pf.get("next") else "")
+            + ")"
         )
     if out is not None:
         con.print(f"plots and fit.json in {out}")

@@ -208,9 +208,7 @@ class SweepConfig:
                     "sweep.widths", self.widths, "a depth sweep (sweep.depths) needs one width"
                 )
         if self.search.width is not None and self.search.width not in self.scales():
-            raise ConfigError(
-                "sweep.search.width", self.search.width, f"one of {self.scales()}"
-            )
+            raise ConfigError("sweep.search.width", self.search.width, f"one of {self.scales()}")
 
     @property
     def scale(self) -> str:

@@ -270,9 +270,7 @@ def fit_curve(records: list[Record], n_boot: int = 300, seed: int = 0) -> CurveF
     opt = optimum_1d(by_x, n_boot=n_boot, seed=seed)
     if opt is None:
         where = f"width={r0.width}" + (f" depth={r0.depth}" if r0.depth is not None else "")
-        raise UserError(
-            f"every trial diverged at scheme={r0.scheme} {where}: lower the LR range"
-        )
+        raise UserError(f"every trial diverged at scheme={r0.scheme} {where}: lower the LR range")
     lr_of = {math.log2(r.lr): r.lr for r in records}
     return CurveFit(
         scheme=r0.scheme,
@@ -291,7 +289,9 @@ def fit_curve(records: list[Record], n_boot: int = 300, seed: int = 0) -> CurveF
     )
 
 
-def fit_line(scales: list[int], y: list[float], cis: list[tuple[float, float]], scale: str = "width") -> Trend:
+def fit_line(
+    scales: list[int], y: list[float], cis: list[tuple[float, float]], scale: str = "width"
+) -> Trend:
     """WLS of y = log2(optimum) on log2(scale), weights from the 95% intervals; t-interval."""
     from scipy import stats
 
@@ -349,7 +349,11 @@ class OptimumSummary:
 
 def _rule_too_few_proxies(t: Trend | None, opts: list[OptimumSummary], tol: float, p: str, sc: str):
     if len(opts) < 2 or t is None:
-        return "inconclusive", f"{len(opts)} {sc}(s) with a valid optimum", f"sweep {p} at >= 2 {sc}s"
+        return (
+            "inconclusive",
+            f"{len(opts)} {sc}(s) with a valid optimum",
+            f"sweep {p} at >= 2 {sc}s",
+        )
     return None
 
 
@@ -374,8 +378,12 @@ def _rule_on_edge(t, opts, tol, p, sc):
             + (f"below {_fmt(o.lowest)}" if o.edge == "low" else f"above {_fmt(o.highest)}")
             for o in edge
         )
-        who = "every optimum" if len(edge) == len(opts) else "the optimum"
-        return "inconclusive", f"{who} on the edge of the {p} range at {where}", f"extend {p}: {nxt}"
+        who = "every optimum is" if len(edge) == len(opts) else "the optimum is"
+        return (
+            "inconclusive",
+            f"{who} on the edge of the {p} range at {where}",
+            f"extend {p}: {nxt}",
+        )
     return None
 
 
@@ -586,7 +594,9 @@ def fit_sweep(
         )
     trends, laws, verdicts = {}, {}, {}
     for s in schemes:
-        cs = sorted((c for (sc, _), c in best.items() if sc == s), key=lambda c: c.scale_value(scale))
+        cs = sorted(
+            (c for (sc, _), c in best.items() if sc == s), key=lambda c: c.scale_value(scale)
+        )
         if len(cs) < 2:
             raise UserError(
                 f"scheme={s} has a single {scale} ({cs[0].scale_value(scale)}): "
@@ -717,7 +727,9 @@ def fit_param(
         if key != LR_KEY:
             others[LR_KEY] = r.lr
         other_width_or_depth = r.depth if scale == "width" else r.width
-        groups[(sv, other_width_or_depth, tuple(sorted((k, repr(v)) for k, v in others.items())))].append(r)
+        groups[
+            (sv, other_width_or_depth, tuple(sorted((k, repr(v)) for k, v in others.items())))
+        ].append(r)
     best: dict[int, ParamOptimum] = {}
     for (sv, _, _), rs in groups.items():
         vals = [float(_coord(r, key)) for r in rs]
@@ -747,7 +759,10 @@ def fit_param(
             keys=sorted(r.key for r in rs),
         )
         prev = best.get(cand.scale_value)
-        if prev is None or (-len(cand.values), cand.best_loss) < (-len(prev.values), prev.best_loss):
+        if prev is None or (-len(cand.values), cand.best_loss) < (
+            -len(prev.values),
+            prev.best_loss,
+        ):
             best[cand.scale_value] = cand
     optima = [best[k] for k in sorted(best)]
     trend = (

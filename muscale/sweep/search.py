@@ -148,9 +148,7 @@ class Halving(_Points):
         """(rung, points alive at it, whether that rung is fully measured)."""
         alive = list(range(len(self.points)))
         for k in range(len(self.rungs)):
-            done = all(
-                t.key in losses for i in alive for t in self.rung_trials(i, k)
-            )
+            done = all(t.key in losses for i in alive for t in self.rung_trials(i, k))
             if not done or k == len(self.rungs) - 1:
                 return k, alive, done
             score = {i: mean_loss(losses, self.rung_trials(i, k)) for i in alive}
@@ -164,7 +162,7 @@ class Halving(_Points):
 
     def scored(self, losses: Losses) -> list[tuple[Point, float]]:
         """Points measured at the top rung (the full budget)."""
-        k, alive, done = self.survivors(losses)
+        k, alive, _ = self.survivors(losses)
         if k != len(self.rungs) - 1:
             return []
         out = [(self.points[i], mean_loss(losses, self.rung_trials(i, k))) for i in alive]
@@ -180,9 +178,7 @@ def rungs(max_steps: int, eta: int, min_steps: int | None) -> list[int]:
     """Rung budgets r0, r0*eta, ... below ``max_steps``, then ``max_steps``."""
     r0 = min_steps if min_steps is not None else max(1, max_steps // eta**2)
     if r0 > max_steps:
-        raise ConfigError(
-            "sweep.search.min_steps", r0, f"must be <= trainer.max_steps={max_steps}"
-        )
+        raise ConfigError("sweep.search.min_steps", r0, f"must be <= trainer.max_steps={max_steps}")
     out, r = [], r0
     while r < max_steps:
         out.append(r)
@@ -288,9 +284,7 @@ class Confirm(_Points):
         c = self.cfg.confirm
         xs = list(self.initial)
         while True:
-            missing = [
-                t for x in xs for t in self.curve_trials(q, s, x) if t.key not in losses
-            ]
+            missing = [t for x in xs for t in self.curve_trials(q, s, x) if t.key not in losses]
             if missing:
                 return missing
             if len(xs) - len(self.initial) >= c.extend:

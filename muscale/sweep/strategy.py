@@ -104,7 +104,10 @@ class AdaptivePlanner:
         center = math.log2(a.center) if a.center else 0.5 * (lo + hi)
         self.start = [center - a.init_step, center, center + a.init_step]
         self.curves = [
-            (s, shape, hp) for s in cfg.schemes for shape in proxy_shapes(cfg) for hp in _hp_grid(cfg)
+            (s, shape, hp)
+            for s in cfg.schemes
+            for shape in proxy_shapes(cfg)
+            for hp in _hp_grid(cfg)
         ]
 
     def curve_of(

@@ -48,9 +48,7 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         return {"key": key, "loss": prev.loss, "diverged": prev.diverged, "reused": True}
     # what the sweeper varied: the keys the fit groups curves by (None: not set by this trial,
     # e.g. a confirmation trial of a successive-halving sweep has no rung)
-    hparams = {
-        k: v for k in sweep.hparam_keys() if (v := OmegaConf.select(cfg, k)) is not None
-    }
+    hparams = {k: v for k in sweep.hparam_keys() if (v := OmegaConf.select(cfg, k)) is not None}
     if sweep.strategy not in SEARCH_STRATEGIES:
         hparams = {param_key(k): OmegaConf.select(cfg, param_key(k)) for k in sweep.params}
     tcfg = training_config(cfg)
