@@ -306,12 +306,12 @@ def fit_line(
     intercept = float(ym - slope * xm)
     n = len(x)
     se = math.sqrt(1.0 / sxx)
+    q = 1.96  # the per-proxy intervals' own errors (known variance): normal quantile
     if n > 2:
         chi2 = float(np.sum(w * (y_arr - intercept - slope * x) ** 2)) / (n - 2)
-        se *= math.sqrt(max(chi2, 1.0))
-        q = float(stats.t.ppf(0.975, n - 2))
-    else:
-        q = 1.96
+        if chi2 > 1.0:  # more scatter than the intervals explain: scale it, t-quantile
+            se *= math.sqrt(chi2)
+            q = float(stats.t.ppf(0.975, n - 2))
     span = float(x.max() - x.min())
     return Trend(
         slope=slope,
