@@ -540,6 +540,10 @@ def predict_loss(
     return mean, float(lo), float(hi)
 
 
+def _all_diverged(rs: list[Record]) -> bool:
+    return all(r.diverged or r.loss is None or not math.isfinite(r.loss) for r in rs)
+
+
 def detect_scale(records: list[Record]) -> str:
     """``depth`` when the records vary depth at a single width, else ``width``."""
     widths = {r.width for r in records}
@@ -576,7 +580,12 @@ def fit_sweep(
         groups[
             (r.scheme, r.width, r.depth, tuple(sorted((k, repr(v)) for k, v in r.hparams.items())))
         ].append(r)
-    curves = [fit_curve(rs, n_boot=n_boot) for rs in groups.values()]
+    curves = [fit_curve(rs, n_boot=n_boot) for rs in groups.values() if not _all_diverged(rs)]
+    for r in records:  # a proxy where every trial diverged: say so
+        if not any((c.scheme, c.width, c.depth) == (r.scheme, r.width, r.depth) for c in curves):
+            fit_curve(
+                [x for x in records if (x.scheme, x.width, x.depth) == (r.scheme, r.width, r.depth)]
+            )
     best: dict[tuple[str, int], CurveFit] = {}
 
     def rank(c: CurveFit) -> tuple[int, float]:
@@ -735,6 +744,8 @@ def fit_param(
         vals = [float(_coord(r, key)) for r in rs]
         if min(vals) <= 0:
             continue  # a linear-scale hyperparameter (e.g. warmup 0): no log2 curve
+        if len(set(vals)) < 3:
+            continue  # not a curve (a search's single points): no optimum to locate
         by_x, _ = _by_x(rs, lambda r: math.log2(float(_coord(r, key))))
         opt = optimum_1d(by_x, n_boot=n_boot)
         if opt is None:
