@@ -92,7 +92,7 @@ def test_halving_rungs_resume_and_cost():
     assert rungs(81, 3, None) == [9, 27, 81]
     assert rungs(100, 3, 10) == [10, 30, 90, 100]
     cfg = _cfg("asha", widths=[32])
-    plan, losses, launched = run(cfg)
+    plan, _, launched = run(cfg)
     per_rung = {}
     for t in launched:
         per_rung.setdefault(t.hparams[STOP_AT], set()).add(t.run_id)
@@ -100,7 +100,7 @@ def test_halving_rungs_resume_and_cost():
     # a promoted point's rungs share one run directory (it resumes) but are separate rows
     assert per_rung[81] <= per_rung[27] <= per_rung[9]
     assert len({t.key for t in launched}) == len(launched)
-    rand_plan, rand_losses, rand_launched = run(_cfg("random", widths=[32]))
+    rand_plan, _, rand_launched = run(_cfg("random", widths=[32]))
     steps = trial_steps(launched, 81)
     rand_steps = trial_steps(rand_launched, 81)
     assert steps == 18 * 9 + 6 * 27 + 3 * 81 and rand_steps == 27 * 81
@@ -283,7 +283,7 @@ def test_depth_sweep_fits_across_depth_and_transfers_deeper():
     fit = fit_sweep(recs)
     assert fit.scale == "depth" and sorted(v for _, v in fit.best) == [2, 4, 8]
     assert fit.verdict("mup").kind == "holds", fit.verdict("mup")
-    with pytest.raises(Exception, match="target.depth"):
+    with pytest.raises(Exception, match=r"target\.depth"):
         make_transfer(fit, recs, TargetConfig(width=64))
     out = make_transfer(fit, recs, TargetConfig(width=64, depth=16))
     assert out["model"]["depth"] == 16 and out["provenance"]["tuned"]["optim.lr"]["depths"] == [
@@ -297,13 +297,13 @@ def test_depth_sweep_fits_across_depth_and_transfers_deeper():
 def test_search_config_errors_name_the_field():
     from muscale.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="sweep.space.alpha_out.high"):
+    with pytest.raises(ConfigError, match=r"sweep\.space\.alpha_out\.high"):
         SweepConfig(strategy="random", space={"alpha_out": {"low": 2.0, "high": 1.0}})
-    with pytest.raises(ConfigError, match="sweep.space"):
+    with pytest.raises(ConfigError, match=r"sweep\.space"):
         SweepConfig(strategy="random", space={"dropout": {"low": 0.1, "high": 0.2}})
-    with pytest.raises(ConfigError, match="sweep.widths"):
+    with pytest.raises(ConfigError, match=r"sweep\.widths"):
         SweepConfig(widths=[32, 64], depths=[2, 4])
-    with pytest.raises(ConfigError, match="sweep.search.eta"):
+    with pytest.raises(ConfigError, match=r"sweep\.search\.eta"):
         SweepConfig(strategy="asha", search={"eta": 1})
-    with pytest.raises(ConfigError, match="sweep.lrs"):
+    with pytest.raises(ConfigError, match=r"sweep\.lrs"):
         SweepConfig(lrs=[float("nan")])
