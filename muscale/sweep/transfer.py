@@ -278,7 +278,7 @@ def make_transfer(
     }
     provenance = json.loads(json.dumps(provenance))  # plain lists, no shared YAML anchors
     out: dict[str, Any] = {
-        "defaults": ["train", "_self_"],
+        "defaults": _defaults(cfg),
         "model": model,
         "param": param,
         "optim": optim,
@@ -290,6 +290,23 @@ def make_transfer(
     for key, t in tuned.items():
         _set_dotted(out, key, t["value"])
     return out
+
+
+#: config groups whose option the written config must pick (train.yaml's are gpt, synthetic)
+GROUPS = (("model", "family"), ("param", "scheme"), ("optim", "name"), ("data", "name"))
+
+
+def _defaults(cfg: dict[str, Any]) -> list[Any]:
+    """``train`` with the proxies' model, parametrization, optimizer and data options, so
+    that the groups' schemas match the values written below (an MLP proxy -> model=mlp)."""
+    from muscale.cli.common import conf_dir
+
+    out: list[Any] = ["train"]
+    for group, field_ in GROUPS:
+        name = (cfg.get(group) or {}).get(field_)
+        if name and (conf_dir() / group / f"{name}.yaml").is_file():
+            out.append({f"override /{group}": name})
+    return [*out, "_self_"]
 
 
 def _set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
