@@ -174,3 +174,21 @@ def test_depth_sweep_transfers_to_a_deeper_target(tmp_path):
         cwd=tmp_path,
     )
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (
+            ["sweep.strategy=asha", "sweep.search.min_steps=1000", "trainer.max_steps=10"],
+            "min_steps",
+        ),
+        (["sweep.space.alpha_out={low:2,high:1}"], "sweep.space.alpha_out.high"),
+        (["sweep.strategy=random", "sweep.search.width=48"], "sweep.search.width"),
+        (["sweep.confirm.params=[dropout]"], "sweep.confirm.params"),
+    ],
+)
+def test_search_bad_input_is_one_line(tmp_path, args, needle):
+    proc = muscale("sweep", f"sweep.store={tmp_path / 's.db'}", *args, cwd=tmp_path)
+    assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "s.db").exists()

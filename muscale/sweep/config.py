@@ -117,7 +117,10 @@ class ConfirmConfig:
         if isinstance(self.seeds, int):
             self.seeds = list(range(self.seeds))
         for name in self.params:
-            space_key(name)
+            if name != "lr" and name not in SWEEPABLE:
+                raise ConfigError(
+                    "sweep.confirm.params", name, f"use lr or one of {', '.join(SWEEPABLE)}"
+                )
         if self.points < 3:
             raise ConfigError("sweep.confirm.points", self.points, "must be >= 3")
         check_positive("sweep.confirm.spacing", self.spacing)

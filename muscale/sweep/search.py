@@ -311,9 +311,6 @@ class Confirm(_Points):
         return list(out.values())
 
 
-SEARCHES = {"random": RandomSearch, "asha": Halving, "tpe": ModelBased, "cmaes": ModelBased}
-
-
 class SearchPlanner:
     """Search (per scheme) at one proxy, then (optionally) confirm at every proxy."""
 
