@@ -192,7 +192,7 @@ class ModelBased(_Points):
     def __init__(self, cfg: SweepConfig, scheme: str, kind: str) -> None:
         super().__init__(cfg, scheme)
         import optuna
-        from optuna.distributions import FloatDistribution, IntDistribution
+        from optuna.distributions import BaseDistribution, FloatDistribution, IntDistribution
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         n, seed = cfg.search.trials, cfg.search.seed
@@ -214,7 +214,7 @@ class ModelBased(_Points):
                 seed=seed, n_startup_trials=0, warn_independent_sampling=False
             )
         self.study = optuna.create_study(direction="minimize", sampler=sampler)
-        self.dists = {
+        self.dists: dict[str, BaseDistribution] = {
             k: (
                 IntDistribution(math.ceil(r.low), math.floor(r.high), log=r.log)
                 if r.int

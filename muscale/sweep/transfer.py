@@ -174,7 +174,7 @@ def tuned_values(
             for r in records
             if r.scheme == scheme and STOP_AT not in r.hparams and r.hparams.get(key) == value
         ]
-        where = sorted({(r.width if scale == "width" else r.depth) for r in at})
+        where = sorted({int((r.width if scale == "width" else r.depth) or 0) for r in at})
         out[key] = {
             "value": value,
             "source": "search",
