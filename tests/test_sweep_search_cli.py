@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from muscale.sweep.cost import tuning_cost
 from muscale.sweep.driver import run_local
 from muscale.sweep.store import Store
 
@@ -76,6 +77,12 @@ def test_search_confirm_fit_transfer_train(tmp_path):
     ]
     assert len(twin) == 1 and twin[0].loss == top[0].loss
     assert twin[0].run_dir != top[0].run_dir
+    # cost: a point costs its highest rung (4 points, eta 2: rungs of 2, 4, 8 steps reached
+    # by 2, 1, 1 of them); FLOPs = steps x 32 samples x 6N, N = the MLP's weights and biases
+    cost = tuning_cost(rungs)
+    n_params = (32 * 16 + 16) + 2 * (16 * 16 + 16) + (16 * 10 + 10)
+    assert cost.runs == 4 and cost.steps == 2 + 2 + 4 + 8 and cost.trials == 7
+    assert cost.flops == pytest.approx(16 * 32 * 6 * n_params, rel=1e-9)
     # fit: a verdict per hyperparameter, with what to sweep next when inconclusive
     fit = muscale("fit", f"store={store}", "format=json", f"out={tmp_path / 'fit'}", cwd=tmp_path)
     assert fit.returncode == 0, fit.stderr
@@ -150,6 +157,10 @@ def test_depth_sweep_transfers_to_a_deeper_target(tmp_path):
     recs = Store(str(store)).records("depth")
     assert sorted({r.depth for r in recs}) == [1, 2] and {r.width for r in recs} == {16}
     assert all(r.config["param"]["base_depth"] == 1 for r in recs)
+    cost = tuning_cost(recs)
+    shallow = tuning_cost([r for r in recs if r.depth == 1])
+    assert cost.runs == 12 and cost.steps == 12 * 6 and cost.wall_seconds > 0
+    assert 2 * shallow.flops < cost.flops  # the depth-2 proxies cost more per step
     from muscale.sweep.fit import fit_sweep
     from muscale.sweep.transfer import TargetConfig, make_transfer
 
