@@ -609,7 +609,8 @@ def fit_sweep(
         if len(cs) < 2:
             raise UserError(
                 f"scheme={s} has a single {scale} ({cs[0].scale_value(scale)}): "
-                f"a transfer fit needs at least 2 {scale}s"
+                f"a transfer fit needs at least 2 {scale}s (after a joint search: "
+                "sweep.confirm.enabled=true sweeps the other proxies)"
             )
         trends[s] = fit_trend(cs, scale)
         laws[s] = fit_loss_law(cs, scale)
