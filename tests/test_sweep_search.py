@@ -307,3 +307,13 @@ def test_search_config_errors_name_the_field():
         SweepConfig(strategy="asha", search={"eta": 1})
     with pytest.raises(ConfigError, match=r"sweep\.lrs"):
         SweepConfig(lrs=[float("nan")])
+
+
+def test_each_scheme_is_searched_and_confirmed_on_its_own():
+    cfg = _cfg("tpe", schemes=["sp", "mup"], confirm={"enabled": True, "seeds": [0, 1]})
+    plan, losses, _ = run(cfg)
+    assert set(plan.found) == {"sp", "mup"}
+    for scheme in ("sp", "mup"):
+        mine = [t for t, _ in losses.values() if t.scheme == scheme]
+        assert {t.width for t in mine} == set(cfg.widths)  # confirmed at every proxy
+        assert fit_param(records_of(losses), param="lr", scheme=scheme).scheme == scheme
