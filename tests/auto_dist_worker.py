@@ -14,10 +14,10 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(__file__))
 
 from anymodels import TRANSFORMER_ROLES, PlainTransformer, lm_batch
-from muscale.optim.optimizer import make_optimizer
 
 from muscale.auto import parametrize
 from muscale.optim.config import OptimConfig
+from muscale.optim.optimizer import make_optimizer
 
 
 def models():

@@ -16,7 +16,6 @@ from anymodels import (
     image_batch,
     lm_batch,
 )
-from muscale.optim.optimizer import make_optimizer
 from torch import nn
 
 from muscale.auto import infer, parametrize
@@ -25,6 +24,7 @@ from muscale.errors import UserError
 from muscale.models import GPT, MLP
 from muscale.models.configs import GPTConfig, MLPConfig
 from muscale.optim.config import OptimConfig
+from muscale.optim.optimizer import make_optimizer
 from muscale.param.config import ParamConfig
 from muscale.param.plan import shape_info
 

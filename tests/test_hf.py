@@ -12,8 +12,6 @@ import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers")
 
-from muscale.optim.optimizer import make_optimizer  # noqa: E402
-
 from muscale.build import build_model  # noqa: E402
 from muscale.cli.main import main as cli  # noqa: E402
 from muscale.coord import coord_check  # noqa: E402
@@ -23,6 +21,7 @@ from muscale.hf.export import OPTIM_FILE, export_checkpoint, hf_param_groups  # 
 from muscale.hf.load import load_hf_into  # noqa: E402
 from muscale.models.configs import GPTConfig  # noqa: E402
 from muscale.optim.config import OptimConfig  # noqa: E402
+from muscale.optim.optimizer import make_optimizer  # noqa: E402
 from muscale.param.config import ParamConfig  # noqa: E402
 from muscale.train.checkpoint import save_checkpoint  # noqa: E402
 

@@ -155,7 +155,7 @@ def test_killed_sweep_resumes_with_every_trial_once(tmp_path):
     [
         (["sweep", "sweep.params.dropout=[0.1]"], "unknown hyperparameter"),
         (["sweep", "sweep.widths=[]"], "sweep.widths"),
-        (["sweep", "sweep.strategy=random"], "sweep.strategy"),
+        (["sweep", "sweep.strategy=bayes"], "sweep.strategy"),
     ],
 )
 def test_sweep_bad_input(tmp_path, args, needle):
@@ -166,12 +166,12 @@ def test_sweep_bad_input(tmp_path, args, needle):
 
 
 def _fake_trials(store: Store, sweep: str, widths: list[int]) -> None:
-    """Finished trials without training (a quadratic loss in log2 LR), for CLI error paths."""
+    """Finished trials without training (a quadratic loss in log2 LR), two seeds each."""
     import math
 
     for w in widths:
-        for lr in (1e-3, 1e-2, 1e-1):
-            key = f"{sweep}-{w}-{lr}"
+        for lr, seed in ((lr, seed) for lr in (1e-3, 1e-2, 1e-1) for seed in (0, 1)):
+            key = f"{sweep}-{w}-{lr}-{seed}"
             cfg = {
                 "model": {"family": "gpt", "width": w, "depth": 1, "n_heads": 2},
                 "param": {"scheme": "mup", "base_width": min(widths)},
@@ -186,13 +186,13 @@ def _fake_trials(store: Store, sweep: str, widths: list[int]) -> None:
                 scheme="mup",
                 width=w,
                 depth=1,
-                seed=0,
+                seed=seed,
                 lr=lr,
                 hparams={},
                 config=cfg,
                 run_dir="x",
             )
-            loss = 3.0 + 0.1 * (math.log2(lr) + 7) ** 2 - 0.01 * w
+            loss = 3.0 + 0.1 * (math.log2(lr) + 7) ** 2 - 0.01 * w + 0.001 * seed
             store.finish(
                 key,
                 final_loss=loss,

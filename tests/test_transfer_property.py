@@ -4,7 +4,9 @@ regression task), three widths over 16x, through `muscale sweep` and `muscale fi
 
 Measured when this test was written (seed 0, widths 32/128/512): μP optima 2^-6.29, 2^-5.92,
 2^-5.95 (slope +0.08 octave per width doubling; best loss 0.220, 0.133, 0.123); SP optima
-2^-6.28, 2^-6.94, 2^-8.43 (slope -0.50). About 2 minutes on 2 idle cores.
+2^-6.28, 2^-6.94, 2^-8.43 (slope -0.50). With seeds 0 and 1: μP 2^-6.19, 2^-5.87, 2^-6.17
+(slope +0.04, verdict inconclusive: interval -1.31..+1.40), SP 2^-6.17, 2^-7.05, 2^-8.37
+(slope -0.57). About 4 minutes on 2 idle cores.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def test_mup_optimum_is_flat_and_sp_drifts(tmp_path):
             "sweep.widths=[32,128,512]",
             "sweep.schemes=[sp,mup]",
             f"sweep.lrs={lrs}",
+            "sweep.seeds=[0,1]",
             "model=mlp",
             "data=teacher",
             "model.depth=3",
@@ -66,7 +69,12 @@ def test_mup_optimum_is_flat_and_sp_drifts(tmp_path):
     report = json.loads(fit.stdout)
     mup = report["by_scheme"]["mup"]["trend"]["lr"]
     sp = report["by_scheme"]["sp"]["trend"]["lr"]
-    assert report["by_scheme"]["mup"]["transfer_holds"], mup
+    # two seeds give an interval; three widths leave one residual degree of freedom, and the
+    # optima scatter across widths more than the seeds explain, so the slope's interval is
+    # wide (measured: μP -1.31..+1.40, SP -1.47..+0.33): the verdict may honestly be
+    # "inconclusive", but never the wrong definite answer
+    assert report["by_scheme"]["mup"]["verdict"] != "drifts", report["by_scheme"]["mup"]
+    assert report["by_scheme"]["sp"]["verdict"] != "holds", report["by_scheme"]["sp"]
     assert abs(mup["slope"]) <= report["slope_tol"]
     # clearly negative: >= 1.6 octaves of drift over 16x, beyond μP's band by > 0.25/doubling
     # (three widths leave one residual degree of freedom, so the slope's t-interval is wide)

@@ -1,4 +1,4 @@
-"""muscale's Hydra sweeper: proxy-width x hyperparameter sweeps, grid or adaptive.
+"""muscale's Hydra sweeper: proxy-width x hyperparameter sweeps (every ``sweep.strategy``).
 
 Hydra only loads sweepers from the ``hydra_plugins`` package, so this thin class lives here
 and the logic lives in :mod:`muscale.sweep`. It works with any Hydra launcher (basic,
@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class MuscaleSweeper(Sweeper):
-    def __init__(self, max_rounds: int = 50) -> None:
+    def __init__(self, max_rounds: int = 1000) -> None:
         self.max_rounds = max_rounds
         self.config: DictConfig | None = None
         self.launcher: Any = None
@@ -42,6 +41,7 @@ class MuscaleSweeper(Sweeper):
     def sweep(self, arguments: list[str]) -> Any:
         from muscale.config import to_dict
         from muscale.sweep.config import SweepConfig
+        from muscale.sweep.driver import drive, loss_of, trial_arguments
         from muscale.sweep.store import Store
         from muscale.sweep.strategy import planner
 
@@ -51,53 +51,40 @@ class MuscaleSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        plan = planner(cfg)
-        losses: dict[str, tuple[Any, float]] = {}
+        plan = planner(cfg, max_steps=int(self.config.trainer.max_steps))
         done = {r.key: r for r in store.records(cfg.name)}
-        fixed = _fixed_arguments(arguments)
-        if not any(a.startswith("param.base_width=") for a in fixed):
-            # μP's base shape: the smallest proxy unless the user says otherwise
-            fixed.append(f"param.base_width={min(cfg.widths)}")
-        job_idx, returns = 0, []
-        for _ in range(self.max_rounds):
-            trials = plan.next_round(losses)
-            if not trials:
-                break
-            todo = []
-            for t in trials:
-                if t.key in done:  # finished in an earlier (maybe killed) sweep: reuse
-                    losses[t.key] = (t, _loss_of(done[t.key].loss, done[t.key].diverged))
-                else:
-                    todo.append(t)
-            if not todo:
-                continue
-            log.info(
-                "sweep %s: launching %d trials (%d already in the store)",
-                cfg.name,
-                len(todo),
-                len(trials) - len(todo),
-            )
+        fixed = trial_arguments(cfg, arguments, plan)
+        state = {"job_idx": 0}
+        returns: list[Any] = []
+
+        def launch(todo: list[Any]) -> list[float]:
             batch = [fixed + t.overrides() for t in todo]
-            results = self.launcher.launch(batch, initial_job_idx=job_idx)
-            job_idx += len(batch)
+            results = self.launcher.launch(batch, initial_job_idx=state["job_idx"])
+            state["job_idx"] += len(batch)
             returns.append(results)
+            out = []
             for t, r in zip(todo, results, strict=True):
                 try:
                     value = r.return_value
-                    losses[t.key] = (t, _loss_of(value.get("loss"), value.get("diverged", False)))
+                    out.append(loss_of(value.get("loss"), value.get("diverged", False)))
                 except Exception as exc:  # a failed job counts as a failed trial
                     log.warning("trial %s failed: %s", t.key, " ".join(str(exc).split())[:300])
-                    losses[t.key] = (t, math.inf)
+                    out.append(math.inf)
+            return out
+
+        def on_round(launched: int, reused: int) -> None:
+            log.info(
+                "sweep %s: launching %d trials (%d already in the store)",
+                cfg.name,
+                launched,
+                reused,
+            )
+
+        drive(
+            plan,
+            launch,
+            done={k: loss_of(r.loss, r.diverged) for k, r in done.items()},
+            max_rounds=self.max_rounds,
+            on_round=on_round,
+        )
         return returns
-
-
-def _loss_of(loss: float | None, diverged: bool) -> float:
-    if diverged or loss is None or not math.isfinite(loss):
-        return math.inf
-    return float(loss)
-
-
-def _fixed_arguments(arguments: Sequence[str]) -> list[str]:
-    """User overrides applied to every job, minus the keys each trial sets itself."""
-    owned = ("param=", "model.width=", "trainer.seed=", "optim.lr=", "sweep_trial=")
-    return [a for a in arguments if not a.startswith(owned)]

@@ -13,7 +13,7 @@ def main(argv: list[str]) -> int:
 
     cfg = compose("fit", argv)
     fmt = check_format(cfg.format)
-    fit, _ = fit_store(
+    fit, records = fit_store(
         str(cfg.store),
         sweep=cfg.sweep,
         scheme=cfg.scheme,
@@ -21,7 +21,7 @@ def main(argv: list[str]) -> int:
         n_boot=int(cfg.bootstrap),
     )
     out = Path(cfg.out) if cfg.out else Path("outputs/fit") / (fit.sweep or "all")
-    report = save_fit(fit, out)
+    report = save_fit(fit, records, out)
     if fmt == "json":
         print_json(report)
         return 0
@@ -61,12 +61,19 @@ def print_fit(report: dict[str, Any], out: Path | None = None) -> None:
     con.print(table)
     for s, d in report["by_scheme"].items():
         t = d["trend"]["lr"]
-        verdict = "transfer holds" if d["transfer_holds"] else "optimum drifts"
         con.print(
-            f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.3f} octaves/doubling "
-            f"(95% CI [{t['ci'][0]:+.3f}, {t['ci'][1]:+.3f}]), drift {t['drift_octaves']:+.2f} "
-            f"octaves over widths {min(t['widths'])}-{max(t['widths'])}: {verdict} "
-            f"(tolerance {report['slope_tol']})"
+            f"{s.upper():>4}: log2(lr_opt) slope {t['slope']:+.4g} octaves/doubling "
+            f"(95% CI [{t['ci'][0]:+.4g}, {t['ci'][1]:+.4g}]), drift {t['drift_octaves']:+.4g} "
+            f"octaves over {report.get('scale', 'width')}s {min(t['widths'])}-{max(t['widths'])}: "
+            f"{d.get('verdict', '')} ({d.get('reason', '')}"
+            + (f"; next: {d['next']}" if d.get("next") else "")
+            + ")"
+        )
+    for name, pf in report.get("params", {}).items():
+        con.print(
+            f"{name}: {pf['verdict']} ({pf['reason']}"
+            + (f"; next: {pf['next']}" if pf.get("next") else "")
+            + ")"
         )
     if out is not None:
         con.print(f"plots and fit.json in {out}")

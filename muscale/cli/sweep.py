@@ -21,6 +21,7 @@ def _task(cfg: Any) -> Any:
 def main(argv: list[str]) -> int:
     from muscale.config import to_dict
     from muscale.sweep.config import SweepConfig, param_key
+    from muscale.sweep.strategy import planner
 
     overrides, flags = hydra_flags(argv)
     name, cdir = config_location(flags, "sweep")
@@ -28,6 +29,8 @@ def main(argv: list[str]) -> int:
         key = o.split("=", 1)[0].lstrip("+~")
         if key.startswith("sweep.params."):
             param_key(key.removeprefix("sweep.params."))  # unknown names: one clear line
-    SweepConfig(**to_dict(compose(name, overrides, extra_dir=cdir).sweep))  # validate first
+    composed = compose(name, overrides, extra_dir=cdir)
+    sweep = SweepConfig(**to_dict(composed.sweep))  # validate first: one line, exit 2
+    planner(sweep, max_steps=int(composed.trainer.max_steps))  # e.g. rungs, optional samplers
     run_hydra_app("sweep", argv, _task, multirun=True, prog="muscale sweep")
     return 0

@@ -43,12 +43,28 @@ def fit_store(
     return fit, records
 
 
-def save_fit(fit: Any, out: Path) -> dict[str, Any]:
-    """Write ``fit.json``, ``transfer.png`` and ``optimum_vs_width.png`` into ``out``;
-    returns the report (``fit.to_json()``)."""
-    from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
+def fit_report(fit: Any, records: list[Any]) -> dict[str, Any]:
+    """``fit.to_json()`` plus ``params``: a fit and verdict for every swept hyperparameter
+    other than the LR (:func:`muscale.sweep.optima.fit_all`)."""
+    from muscale.sweep.optima import fit_all, swept_params
 
     report = fit.to_json()
+    others = [p for p in swept_params(records) if p != "lr"]
+    report["params"] = {
+        name: pf.to_json()
+        for name, pf in fit_all(
+            records, params=others, scale=fit.scale, scheme=fit.scheme, tol=fit.slope_tol
+        ).items()
+    }
+    return report
+
+
+def save_fit(fit: Any, records: list[Any], out: Path) -> dict[str, Any]:
+    """Write ``fit.json``, ``transfer.png`` and ``optimum_vs_width.png`` into ``out``;
+    returns the report (:func:`fit_report`)."""
+    from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
+
+    report = fit_report(fit, records)
     out.mkdir(parents=True, exist_ok=True)
     (out / "fit.json").write_text(json.dumps(report, indent=2))
     plot_transfer(fit, out / "transfer.png")

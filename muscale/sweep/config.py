@@ -9,7 +9,10 @@ from typing import Any
 from muscale.errors import ConfigError, check_choice, check_positive
 from muscale.param.rules import SCHEMES
 
-STRATEGIES = ("grid", "adaptive")
+#: ``grid``/``adaptive``: an LR (x ``params``) grid at every width; the others search the
+#: joint ``space`` at one proxy (see :mod:`muscale.sweep.search`)
+STRATEGIES = ("grid", "adaptive", "random", "asha", "tpe", "cmaes")
+SEARCH_STRATEGIES = ("random", "asha", "tpe", "cmaes")
 
 #: hyperparameters a sweep may vary besides the LR, and the config key each maps to
 SWEEPABLE: dict[str, str] = {
@@ -47,6 +50,86 @@ class AdaptiveConfig:
 
 
 @dataclass(kw_only=True)
+class Range:
+    """One hyperparameter's search range: uniform in log(value) (``log``) or in value."""
+
+    low: float
+    high: float
+    log: bool = True
+    int: bool = False
+
+    def check(self, name: str) -> None:
+        field_ = f"sweep.space.{name}"
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ConfigError(field_, [self.low, self.high], "finite low and high")
+        if not self.high > self.low:
+            raise ConfigError(f"{field_}.high", self.high, f"must exceed low={self.low}")
+        if self.log and self.low <= 0:
+            raise ConfigError(f"{field_}.low", self.low, "must be > 0 on a log scale")
+
+
+@dataclass(kw_only=True)
+class SearchConfig:
+    """Joint search at one proxy (strategies random, asha, tpe, cmaes).
+
+    ``trials``: configurations sampled (each run with every seed of ``sweep.seeds``).
+    ``width``: the proxy width searched (default the smallest of ``sweep.widths``; the
+    smallest of ``sweep.depths`` for a depth sweep). ``seed``: the sampler's seed.
+    ``batch``: configurations asked per round by the model-based samplers (a round runs in
+    parallel under a parallel launcher). ``min_steps`` and ``eta``: successive halving's
+    first rung and reduction factor (default ``min_steps``: trainer.max_steps / eta^2).
+    """
+
+    trials: int = 16
+    width: int | None = None
+    seed: int = 0
+    batch: int = 4
+    min_steps: int | None = None
+    eta: int = 3
+
+    def __post_init__(self) -> None:
+        check_positive("sweep.search.trials", self.trials)
+        check_positive("sweep.search.batch", self.batch)
+        if self.min_steps is not None:
+            check_positive("sweep.search.min_steps", self.min_steps)
+        if self.eta < 2:
+            raise ConfigError("sweep.search.eta", self.eta, "must be >= 2")
+
+
+@dataclass(kw_only=True)
+class ConfirmConfig:
+    """After the search: sweep each of ``params`` around the found point at every proxy.
+
+    ``points`` values ``spacing`` octaves apart centred on the found value (the others fixed
+    at the found point), each with every seed of ``seeds``; a curve whose best point sits on
+    the edge is extended outward by up to ``extend`` more points. Only parameters that the
+    search varied (are in ``sweep.space``) are confirmed.
+    """
+
+    enabled: bool = False
+    params: list[str] = field(default_factory=lambda: ["lr", "alpha_out"])
+    points: int = 5
+    spacing: float = 1.0
+    seeds: list[int] = field(default_factory=lambda: [0, 1])
+    extend: int = 2
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seeds, int):
+            self.seeds = list(range(self.seeds))
+        for name in self.params:
+            if name != "lr" and name not in SWEEPABLE:
+                raise ConfigError(
+                    "sweep.confirm.params", name, f"use lr or one of {', '.join(SWEEPABLE)}"
+                )
+        if self.points < 3:
+            raise ConfigError("sweep.confirm.points", self.points, "must be >= 3")
+        check_positive("sweep.confirm.spacing", self.spacing)
+        if not self.seeds:
+            raise ConfigError("sweep.confirm.seeds", self.seeds, "give at least one seed")
+        check_positive("sweep.confirm.extend", self.extend, allow_zero=True)
+
+
+@dataclass(kw_only=True)
 class SweepConfig:
     """Widths x schemes x seeds x LR (grid or adaptive) x other hyperparameters.
 
@@ -68,6 +151,10 @@ class SweepConfig:
     params: dict[str, list[Any]] = field(default_factory=dict)
     store: str = "sweeps.db"
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
+    space: dict[str, Range] = field(default_factory=dict)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    depths: list[int] | None = None
 
     def __post_init__(self) -> None:
         self.params = {k: v for k, v in self.params.items() if v is not None}
@@ -75,6 +162,15 @@ class SweepConfig:
             self.seeds = list(range(self.seeds))
         if isinstance(self.adaptive, dict):
             self.adaptive = AdaptiveConfig(**self.adaptive)
+        if isinstance(self.search, dict):
+            self.search = SearchConfig(**self.search)
+        if isinstance(self.confirm, dict):
+            self.confirm = ConfirmConfig(**self.confirm)
+        self.space = {
+            k: Range(**v) if isinstance(v, dict) else v
+            for k, v in self.space.items()
+            if v is not None
+        }
         if not self.name or "/" in self.name:
             raise ConfigError("sweep.name", self.name, "a non-empty name without '/'")
         if not self.widths:
@@ -87,7 +183,7 @@ class SweepConfig:
             raise ConfigError("sweep.seeds", self.seeds, "give at least one seed")
         check_choice("sweep.strategy", self.strategy, STRATEGIES)
         if self.lrs is not None:
-            if not self.lrs or any(lr <= 0 for lr in self.lrs):
+            if not self.lrs or any(not (0 < lr < math.inf) for lr in self.lrs):
                 raise ConfigError("sweep.lrs", self.lrs, "a non-empty list of positive LRs")
         else:
             check_positive("sweep.lr_min", self.lr_min)
@@ -102,6 +198,43 @@ class SweepConfig:
             if not isinstance(values, list | tuple) or not values:
                 raise ConfigError(f"sweep.params.{key}", values, "a non-empty list of values")
 
+        for key, rng in self.space.items():
+            space_key(key)
+            rng.check(key)
+        if self.depths is not None:
+            if not self.depths:
+                raise ConfigError("sweep.depths", self.depths, "give at least one depth or null")
+            for d in self.depths:
+                check_positive("sweep.depths", d)
+            if len(self.widths) != 1:
+                raise ConfigError(
+                    "sweep.widths", self.widths, "a depth sweep (sweep.depths) needs one width"
+                )
+        if self.search.width is not None and self.search.width not in self.scales():
+            raise ConfigError("sweep.search.width", self.search.width, f"one of {self.scales()}")
+
+    @property
+    def scale(self) -> str:
+        """The axis the proxies vary along: ``width``, or ``depth`` when ``depths`` is set."""
+        return "width" if self.depths is None else "depth"
+
+    def scales(self) -> list[int]:
+        return sorted(self.widths if self.depths is None else self.depths)
+
+    def search_space(self) -> dict[str, Range]:
+        """The joint space, always with the LR (default range [lr_min, lr_max], log)."""
+        if "lr" in self.space:
+            return dict(self.space)
+        lrs = self.lr_grid() if self.lrs is not None else [self.lr_min, self.lr_max]
+        return {"lr": Range(low=min(lrs), high=max(lrs)), **self.space}
+
+    def hparam_keys(self) -> list[str]:
+        """Config keys a trial of this sweep records as its hyperparameters (besides the LR)."""
+        if self.strategy not in SEARCH_STRATEGIES:
+            return [param_key(k) for k in self.params]
+        keys = [param_key(k) for k in self.search_space() if k != "lr"]
+        return [*keys, STOP_AT] if self.strategy == "asha" else keys
+
     def lr_grid(self) -> list[float]:
         if self.lrs is not None:
             return sorted(float(x) for x in self.lrs)
@@ -110,10 +243,26 @@ class SweepConfig:
         return [2 ** (lo + (hi - lo) * i / (n - 1)) for i in range(n)]
 
 
+#: the trainer key a successive-halving rung sets (its trials' step budget)
+STOP_AT = "trainer.stop_at"
+LR_KEY = "optim.lr"
+
+
 def param_key(name: str) -> str:
     """Config key of a swept hyperparameter, from its short name (see :data:`SWEEPABLE`)."""
     if name in SWEEPABLE:
         return SWEEPABLE[name]
     raise ConfigError(
         "sweep.params", name, f"unknown hyperparameter: use one of {', '.join(SWEEPABLE)}"
+    )
+
+
+def space_key(name: str) -> str:
+    """Config key of a searched hyperparameter: ``lr`` or a :data:`SWEEPABLE` short name."""
+    if name == "lr":
+        return LR_KEY
+    if name in SWEEPABLE:
+        return SWEEPABLE[name]
+    raise ConfigError(
+        "sweep.space", name, f"unknown hyperparameter: use lr or one of {', '.join(SWEEPABLE)}"
     )

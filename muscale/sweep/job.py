@@ -15,11 +15,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from muscale.config import to_dict
-from muscale.sweep.config import SweepConfig, param_key
+from muscale.sweep.config import SEARCH_STRATEGIES, SweepConfig, param_key
 from muscale.sweep.store import Store
 
 #: keys of the sweep config that are not part of a training config
-SWEEP_KEYS = ("sweep", "sweep_trial")
+SWEEP_KEYS = ("sweep", "sweep_trial", "sweep_run")
 
 
 def training_config(cfg: DictConfig) -> dict[str, Any]:
@@ -47,7 +47,11 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     prev = store.get(key)
     if prev is not None and prev.status == "done":
         return {"key": key, "loss": prev.loss, "diverged": prev.diverged, "reused": True}
-    hparams = {param_key(k): OmegaConf.select(cfg, param_key(k)) for k in sweep.params}
+    # what the sweeper varied: the keys the fit groups curves by (None: not set by this trial,
+    # e.g. a confirmation trial of a successive-halving sweep has no rung)
+    hparams = {k: v for k in sweep.hparam_keys() if (v := OmegaConf.select(cfg, k)) is not None}
+    if sweep.strategy not in SEARCH_STRATEGIES:
+        hparams = {param_key(k): OmegaConf.select(cfg, param_key(k)) for k in sweep.params}
     tcfg = training_config(cfg)
     store.start(
         key,

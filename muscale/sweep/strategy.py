@@ -2,6 +2,10 @@
 
 ``grid``: every (scheme, width, hyperparameters, seed, LR) of the grid in one round.
 
+``random``, ``asha``, ``tpe``, ``cmaes``: joint search at one proxy, then confirmation at
+the others (:mod:`muscale.sweep.search`). Grid and adaptive trials of a depth sweep
+(``sweep.depths``) vary the depth at the one width.
+
 ``adaptive``: per LR curve (scheme, width, other hyperparameters), a search in
 x = log2(LR): three points ``init_step`` octaves apart, extended outward while the best point
 sits on the edge, then successive quadratic (parabolic) interpolation through the best point
@@ -17,8 +21,9 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Mapping
+from typing import Protocol
 
-from muscale.sweep.config import SweepConfig, param_key
+from muscale.sweep.config import SEARCH_STRATEGIES, SweepConfig, param_key
 from muscale.sweep.trial_spec import Trial
 
 #: a curve's measured points: log2(LR) -> mean loss over seeds (inf: diverged or failed)
@@ -31,9 +36,20 @@ def _hp_grid(cfg: SweepConfig) -> list[dict[str, object]]:
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)] or [{}]
 
 
-def _trials_at(cfg: SweepConfig, scheme: str, width: int, hp: dict, lr: float) -> list[Trial]:
+#: a proxy's shape: (width, depth); depth is None unless the sweep varies it
+Shape = tuple[int, int | None]
+
+
+def proxy_shapes(cfg: SweepConfig) -> list[Shape]:
+    if cfg.depths is None:
+        return [(w, None) for w in cfg.widths]
+    return [(cfg.widths[0], d) for d in cfg.depths]
+
+
+def _trials_at(cfg: SweepConfig, scheme: str, shape: Shape, hp: dict, lr: float) -> list[Trial]:
+    width, depth = shape
     return [
-        Trial(sweep=cfg.name, scheme=scheme, width=width, seed=s, lr=lr, hparams=hp)
+        Trial(sweep=cfg.name, scheme=scheme, width=width, depth=depth, seed=s, lr=lr, hparams=hp)
         for s in cfg.seeds
     ]
 
@@ -42,10 +58,10 @@ def grid_trials(cfg: SweepConfig) -> list[Trial]:
     return [
         t
         for scheme in cfg.schemes
-        for width in cfg.widths
+        for shape in proxy_shapes(cfg)
         for hp in _hp_grid(cfg)
         for lr in cfg.lr_grid()
-        for t in _trials_at(cfg, scheme, width, hp, lr)
+        for t in _trials_at(cfg, scheme, shape, hp, lr)
     ]
 
 
@@ -87,16 +103,21 @@ class AdaptivePlanner:
         self.lo, self.hi = lo, hi
         center = math.log2(a.center) if a.center else 0.5 * (lo + hi)
         self.start = [center - a.init_step, center, center + a.init_step]
-        self.curves = [(s, w, hp) for s in cfg.schemes for w in cfg.widths for hp in _hp_grid(cfg)]
+        self.curves = [
+            (s, shape, hp)
+            for s in cfg.schemes
+            for shape in proxy_shapes(cfg)
+            for hp in _hp_grid(cfg)
+        ]
 
     def curve_of(
-        self, scheme: str, width: int, hp: dict, losses: Mapping[str, tuple[Trial, float]]
+        self, scheme: str, shape: Shape, hp: dict, losses: Mapping[str, tuple[Trial, float]]
     ) -> Curve:
         """Mean loss per measured LR of one curve, from finished trials' losses (by key)."""
         curve: Curve = {}
         by_lr: dict[float, list[float]] = {}
         for trial, loss in losses.values():
-            if (trial.scheme, trial.width, trial.hparams) == (scheme, width, hp):
+            if (trial.scheme, (trial.width, trial.depth), trial.hparams) == (scheme, shape, hp):
                 by_lr.setdefault(round(math.log2(trial.lr), 9), []).append(loss)
         for x, ls in by_lr.items():
             curve[x] = math.inf if any(math.isinf(v) for v in ls) else sum(ls) / len(ls)
@@ -105,8 +126,8 @@ class AdaptivePlanner:
     def next_round(self, losses: Mapping[str, tuple[Trial, float]]) -> list[Trial]:
         out: list[Trial] = []
         a = self.cfg.adaptive
-        for scheme, width, hp in self.curves:
-            curve = self.curve_of(scheme, width, hp, losses)
+        for scheme, shape, hp in self.curves:
+            curve = self.curve_of(scheme, shape, hp, losses)
             todo = [x for x in self.start if round(x, 9) not in curve]
             if todo:
                 xs = todo
@@ -119,7 +140,7 @@ class AdaptivePlanner:
                     continue
                 xs = [x]
             for x in xs:
-                out += _trials_at(self.cfg, scheme, width, hp, 2.0**x)
+                out += _trials_at(self.cfg, scheme, shape, hp, 2.0**x)
         return [t for t in out if t.key not in losses]
 
 
@@ -131,7 +152,26 @@ class GridPlanner:
         return [t for t in self.trials if t.key not in losses]
 
 
-def planner(cfg: SweepConfig) -> GridPlanner | AdaptivePlanner:
+class Planner(Protocol):
+    """Proposes the next round of trials from the losses measured so far (by trial key)."""
+
+    def next_round(self, losses: Mapping[str, tuple[Trial, float]]) -> list[Trial]: ...
+
+
+def planner(cfg: SweepConfig, *, max_steps: int | None = None) -> Planner:
+    """The planner of ``cfg.strategy`` (``max_steps``: the trainer's, for successive halving).
+
+    grid and adaptive plan here; random, asha, tpe and cmaes in :mod:`muscale.sweep.search`.
+    """
     if cfg.strategy == "adaptive":
         return AdaptivePlanner(cfg)
+    if cfg.strategy in SEARCH_STRATEGIES:
+        from muscale.sweep.search import SearchPlanner
+
+        return SearchPlanner(cfg, max_steps=max_steps)
     return GridPlanner(cfg)
+
+
+def fixed_overrides(plan: Planner) -> list[str]:
+    """Overrides a planner needs on every trial (e.g. evaluation at halving rungs)."""
+    return list(getattr(plan, "fixed_overrides", []))

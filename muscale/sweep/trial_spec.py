@@ -2,7 +2,12 @@
 
 The key is a hash of the sweep name and the trial's coordinates, so the sweeper (which
 plans trials) and the trial job (which sees only its resolved config) compute the same key,
-and a re-run sweep recognises finished trials.
+and a re-run sweep recognises finished trials. ``depth`` enters the key only when a sweep
+varies it, so keys of width sweeps are unchanged.
+
+The run directory is named by :attr:`Trial.run_id`: the key, except for successive-halving
+rungs (``trainer.stop_at`` among the hyperparameters), which share one directory per
+configuration so that a promoted trial resumes from the previous rung's checkpoint.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+
+from muscale.sweep.config import STOP_AT
 
 
 def _canon(value: Any) -> Any:
@@ -29,21 +36,45 @@ class Trial:
     seed: int
     lr: float
     hparams: dict[str, Any] = field(default_factory=dict)  # config key -> value
+    depth: int | None = None  # set only by depth sweeps
+
+    def _hash(self, hparams: dict[str, Any], extra: dict[str, Any]) -> str:
+        coords = {
+            "sweep": self.sweep,
+            "scheme": self.scheme,
+            "width": int(self.width),
+            "seed": int(self.seed),
+            "lr": _canon(float(self.lr)),
+            "hp": {k: _canon(v) for k, v in sorted(hparams.items())},
+            **extra,
+        }
+        if self.depth is not None:
+            coords["depth"] = int(self.depth)
+        payload = json.dumps(coords, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
     def key(self) -> str:
-        payload = json.dumps(
-            {
-                "sweep": self.sweep,
-                "scheme": self.scheme,
-                "width": int(self.width),
-                "seed": int(self.seed),
-                "lr": _canon(float(self.lr)),
-                "hp": {k: _canon(v) for k, v in sorted(self.hparams.items())},
-            },
-            sort_keys=True,
+        return self._hash(self.hparams, {})
+
+    @property
+    def run_id(self) -> str:
+        """The run directory's name: shared by a configuration's halving rungs."""
+        if STOP_AT not in self.hparams:
+            return self.key
+        rest = {k: v for k, v in self.hparams.items() if k != STOP_AT}
+        return self._hash(rest, {"rungs": True})
+
+    @property
+    def point(self) -> tuple:
+        """The configuration without the seed (and rung): trials averaged over seeds."""
+        return (
+            self.scheme,
+            self.width,
+            self.depth,
+            _canon(float(self.lr)),
+            tuple(sorted((k, repr(_canon(v))) for k, v in self.hparams.items() if k != STOP_AT)),
         )
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
     def group(self) -> tuple:
@@ -62,7 +93,10 @@ class Trial:
             f"trainer.seed={self.seed}",
             f"optim.lr={float(self.lr)!r}",
             f"sweep_trial={self.key}",
+            f"sweep_run={self.run_id}",
         ]
+        if self.depth is not None:
+            out.append(f"model.depth={self.depth}")
         out += [
             f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.hparams.items()
         ]
