@@ -299,7 +299,7 @@ GROUPS = (("model", "family"), ("param", "scheme"), ("optim", "name"), ("data", 
 def _defaults(cfg: dict[str, Any]) -> list[Any]:
     """``train`` with the proxies' model, parametrization, optimizer and data options, so
     that the groups' schemas match the values written below (an MLP proxy -> model=mlp)."""
-    from muscale.cli.common import conf_dir
+    from muscale.hydra_app import conf_dir
 
     out: list[Any] = ["train"]
     for group, field_ in GROUPS:
