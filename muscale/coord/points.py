@@ -100,7 +100,7 @@ def resolve_points(
             pts = mlp_points(model, relative=relative)
         elif callable(getattr(model, "coord_points", None)):  # e.g. muscale.hf.HFCausalLM
             pts = [  # (name, kind, label) rows: the model needs no import of this module
-                p if isinstance(p, Point) else Point(*p)
+                p if isinstance(p, Point) else Point(name=p[0], kind=p[1], label=p[2])
                 for p in model.coord_points(relative=relative)  # type: ignore[operator]
             ]
         else:
