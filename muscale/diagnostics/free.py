@@ -69,6 +69,15 @@ class FreeResult:
     eps: Array
     residual: float
 
+    def _replace_pdf(self, pdf: Array) -> FreeResult:
+        """The same result with a corrected density; the CDF is recomputed from the right."""
+        x = self.x
+        tail = np.concatenate([np.cumsum((0.5 * np.diff(x) * (pdf[1:] + pdf[:-1]))[::-1])[::-1], [0.0]])
+        return FreeResult(
+            x=x, pdf=pdf, cdf=np.clip(1.0 - tail, 0.0, 1.0), g=self.g, eps=self.eps,
+            residual=self.residual,
+        )  # fmt: skip
+
 
 # --- the generic solver ---------------------------------------------------------------------
 
@@ -140,7 +149,7 @@ def _solve(
     return w, float(np.max(res))
 
 
-def _ladder(eps_target: Array, scale: float) -> list[Array]:
+def _ladder(eps_target: Array, scale: float | Array) -> list[Array]:
     """Offsets from ``scale`` down to ``eps_target`` (geometric, ~3.6x per level; the last
     one exact)."""
     if np.any(~(eps_target > 0)):
@@ -288,6 +297,20 @@ def free_multiplicative_eta(
     return 1.0 - w[0] / mu0.cauchy(1.0 / w[0]), w, res
 
 
+def _top_edge(species: list[tuple[Measure, float]]) -> float:
+    """Rough top edge ``e m₁ (1 + Σ m_k v_k)`` of a free product (see :func:`free_moments`),
+    ``v_k`` from the first two moments of each factor (Cauchy formula on a small circle)."""
+    cv = []
+    for mu, _ in species:
+        r1 = 0.5 / max(mu.support[1], 1e-300)
+        z1 = r1 * np.exp(2j * np.pi * (np.arange(32) + 0.5) / 32)
+        p1 = mu.cauchy(1.0 / z1) / z1 - 1.0
+        m1, m2 = (np.real(np.mean(p1 * z1 ** (-k))) for k in (1, 2))
+        cv.append(m2 / m1**2 - 1.0)
+    m1 = float(np.prod([mu.mean**m for mu, m in species]))
+    return float(np.e * m1 * (1.0 + sum(m * v for (_, m), v in zip(species, cv))))
+
+
 def free_multiplicative_cauchy(
     measures: Sequence[Measure | tuple[Measure, int]], t: ArrayLike, *, rel_eps: float | ArrayLike
 ) -> tuple[CArray, float]:
@@ -300,7 +323,9 @@ def free_multiplicative_cauchy(
     w = None
     eta = np.zeros_like(t, dtype=np.complex128)
     res = 0.0
-    ladder = _ladder(rel, 10.0)
+    # start each point at |z| = 1/(t|1 + i r|) ≤ 1/(10 · top edge), where the far-field start
+    # is accurate, and continue along the ray to the target offset
+    ladder = _ladder(rel, np.maximum(10.0, 10.0 * _top_edge(species) / t))
     for lev, r in enumerate(ladder):
         tol = 1e-12 if lev == len(ladder) - 1 else 1e-6
         eta, w, res = free_multiplicative_eta(species, 1.0 / (t * (1 + 1j * r)), w, tol=tol)
@@ -320,15 +345,7 @@ def free_moments(
     and large enough that ``z^(−k)`` does not amplify rounding."""
     species = _as_list(measures)
     if radius is None:
-        cv = []
-        for mu, _ in species:
-            r1 = 0.5 / max(mu.support[1], 1e-300)
-            z1 = r1 * np.exp(2j * np.pi * (np.arange(32) + 0.5) / 32)
-            p1 = mu.cauchy(1.0 / z1) / z1 - 1.0
-            m1, m2 = (np.real(np.mean(p1 * z1 ** (-k))) for k in (1, 2))
-            cv.append(m2 / m1**2 - 1.0)
-        m1 = float(np.prod([mu.mean**m for mu, m in species]))
-        radius = 0.5 / (np.e * m1 * (1.0 + sum(m * v for (_, m), v in zip(species, cv))))
+        radius = 0.5 / _top_edge(species)
     z = radius * np.exp(2j * np.pi * (np.arange(nodes) + 0.5) / nodes)
     eta, _, _ = free_multiplicative_eta(species, z)
     psi = eta / (1.0 - eta)
@@ -349,11 +366,29 @@ def free_multiplicative(
     ``log_grid``). The inversion offset is ``rel_eps · x`` (relative)."""
     species = _as_list(measures)
     if x is None:
-        hi = float(np.prod([mu.support[1] ** m for mu, m in species])) * 1.05
+        hi = min(
+            float(np.prod([mu.support[1] ** m for mu, m in species])), 1.5 * _top_edge(species)
+        )
         x = np.geomspace(hi * 1e-12, hi, points) if log_grid else np.linspace(hi / points, hi, points)
     x = np.asarray(x, dtype=np.float64)
     g, res = free_multiplicative_cauchy(species, x, rel_eps=rel_eps)
-    return _result(x, g, rel_eps * x, res, from_right=True)
+    out = _result(x, g, rel_eps * x, res, from_right=True)
+    # An atom a₀ at 0 (μ⊠ν({0}) = max(μ({0}), ν({0})), Belinschi 2003) leaks
+    # a₀ε/(πx(1+ε²)) into the density at relative offset ε — over a log grid that adds up:
+    # remove it, so the CDF below the grid is a₀ plus the continuous mass there.
+    a0 = max(_zero_mass(mu) for mu, _ in species)
+    if a0 > 0:
+        out.pdf = np.clip(out.pdf - a0 * rel_eps / (np.pi * x * (1 + rel_eps**2)), 0.0, None)
+        out = _result(x, g, rel_eps * x, res, from_right=True)._replace_pdf(out.pdf)
+    return out
+
+
+def _zero_mass(mu: Measure) -> float:
+    """``μ({0})``: from the atoms, or ``1 − 1/γ`` for Marchenko–Pastur with ``γ > 1``."""
+    if isinstance(mu, Atoms):
+        return float(mu.w[mu.x == 0].sum())
+    gamma = getattr(mu, "gamma", None)
+    return max(0.0, 1.0 - 1.0 / gamma) if gamma is not None else 0.0
 
 
 # --- rectangular ----------------------------------------------------------------------------
@@ -394,8 +429,7 @@ def rectangular_additive(
         x = np.linspace(0.0, 1.05 * (ra.s.max() + rb.s.max()), points)
     x = np.asarray(x, dtype=np.float64)
     if eps is None:
-        sym = np.concatenate([ra.s, -ra.s, rb.s, -rb.s])
-        eps = 2.0 * offset_for_samples(sym, None, len(ra.s))
+        eps = max(offset_for_samples(ra.s), offset_for_samples(rb.s))
     e = np.full(x.shape, float(eps))
     scale = float(ra.s.max() + rb.s.max())
     w = None
