@@ -101,8 +101,9 @@ def _solve(
     r, jac = fun(w, idx)
     res = np.max(np.abs(r), axis=0)
     k = w.shape[0]
+    stuck = np.zeros(m, bool)  # no step of length ≥ 2^-12 lowered the residual: give up there
     for _ in range(iters):
-        active = res > tol * (1 + np.max(np.abs(w), axis=0))
+        active = (res > tol * (1 + np.max(np.abs(w), axis=0))) & ~stuck
         if not active.any():
             break
         ia = idx[active]
@@ -127,7 +128,7 @@ def _solve(
         todo = np.ones(len(ia), bool)
         wn, rn = wa.copy(), ra.copy()
         jn = None if jac is None else ja.copy()
-        for _ in range(30):
+        for _ in range(13):
             sub = np.flatnonzero(todo)
             trial = wa[:, sub] - lam[sub] * step[:, sub]
             with np.errstate(all="ignore"):
@@ -142,6 +143,7 @@ def _solve(
             lam[sub[~ok]] *= 0.5
             if not todo.any():
                 break
+        stuck[ia[todo]] = True
         w[:, ia], r[:, ia] = wn, rn
         if jac is not None and jn is not None:
             jac[ia] = jn

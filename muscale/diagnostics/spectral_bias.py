@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy import special
 
 from muscale.diagnostics.ntk import nngp_ntk
 
@@ -51,6 +50,8 @@ def gaussian_profile(t: np.ndarray, sigma2: float = 0.5) -> np.ndarray:
 def sphere_eigenvalues(kappa, d: int, kmax: int, *, nodes: int = 4000) -> np.ndarray:
     """``μ_0..μ_kmax`` of ``κ(x·x')`` on ``S^{d−1}`` by the Funk–Hecke formula (module
     docstring) with ``nodes``-point Gauss–Gegenbauer quadrature (``d ≥ 3``)."""
+    from scipy import special
+
     if d < 3:
         raise ValueError(f"sphere_eigenvalues: d must be >= 3 (S^(d-1) with d-1 >= 2), got {d}")
     alpha = (d - 2) / 2.0
@@ -72,6 +73,8 @@ def decay_exponent(mu: np.ndarray, ks: np.ndarray) -> float:
 def gaussian_eigenvalues_closed_form(d: int, kmax: int, sigma2: float) -> np.ndarray:
     """``μ_k = e^{−1/σ²} Γ(d/2) (2σ²)^{(d−2)/2} I_{k+d/2−1}(1/σ²)`` (Minh et al. 2006, Thm 2,
     in the normalisation of :func:`sphere_eigenvalues`)."""
+    from scipy import special
+
     b = 1.0 / sigma2
     k = np.arange(kmax + 1)
     return math.exp(-b) * math.gamma(d / 2) * (2.0 / b) ** ((d - 2) / 2) * special.iv(k + d / 2 - 1, b)
@@ -95,6 +98,8 @@ class DegreeLearning:
 
 
 def _zonal_target(x: torch.Tensor, degrees, d: int, seed: int) -> list[torch.Tensor]:
+    from scipy import special
+
     g = torch.Generator().manual_seed(seed)
     alpha = (d - 2) / 2.0
     out = []
