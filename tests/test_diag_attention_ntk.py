@@ -50,8 +50,14 @@ def test_layerwise_ntk_equals_autodiff_ntk():
         def forward(self, x):  # (1, T, d0) -> (1, T)
             return self.m(x)
 
-    full = empirical_ntk(Wrap(), x1[None], x2[None], trace="full", impl="jacobian",
-                         param_weights={"m." + k: v for k, v in weights.items()})  # fmt: skip
+    full = empirical_ntk(
+        Wrap(),
+        x1[None],
+        x2[None],
+        trace="full",
+        impl="jacobian",
+        param_weights={"m." + k: v for k, v in weights.items()},
+    )
     torch.testing.assert_close(ntk, full[0, 0], rtol=1e-9, atol=1e-12)
     assert per_token(x1).shape == (3,)
 
@@ -75,3 +81,15 @@ def test_empirical_kernels_converge_like_width_to_the_minus_half():
     assert r.nngp_slope == pytest.approx(-0.5, abs=0.15)
     assert r.ntk_slope == pytest.approx(-0.5, abs=0.15)
     assert math.isfinite(r.ntk_error[-1]) and r.ntk_error[-1] < r.ntk_error[0] / 3
+
+
+def test_diagnose_entries_return_plain_dicts():
+    from muscale.diagnostics.free_jacobian import free_jacobian_entry
+    from muscale.diagnostics.ntk_attention import attention_ntk_entry
+
+    a = attention_ntk_entry({"widths": [16, 32], "seeds": 1, "seq_len": 2})
+    assert a["scaling"] == "1/d" and len(a["nngp_error"]) == 2 and math.isfinite(a["ntk_slope"])
+    j = free_jacobian_entry(
+        {"activations": ["linear"], "inits": ["orthogonal"], "depths": [4], "width": 32, "nets": 1}
+    )
+    assert j["rows"][0]["ks"] == 0.0

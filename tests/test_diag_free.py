@@ -71,7 +71,9 @@ def test_semicircle_plus_mp_matches_goe_plus_wishart():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2 * n, n))
     ev = np.linalg.eigvalsh(wigner_matrix(n, seed=2) + x.T @ x / (2 * n))
-    r = free_additive([Semicircle(), MarchenkoPastur(gamma=0.5)], np.linspace(-3, 6, 3000), eps=1e-4)
+    r = free_additive(
+        [Semicircle(), MarchenkoPastur(gamma=0.5)], np.linspace(-3, 6, 3000), eps=1e-4
+    )
     assert r.residual < 1e-9
     assert ks_distance(ev, np.interp(ev, r.x, r.cdf)) < 0.02
 

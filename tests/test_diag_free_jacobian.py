@@ -24,7 +24,11 @@ def _moments(pred):
 
 @pytest.mark.parametrize(
     ("act", "init", "depth", "q"),
-    [("linear", "gaussian", 8, 1.0), ("relu", "orthogonal", 4, 1.0), ("tanh", "gaussian", 8, 1 / 64)],
+    [
+        ("linear", "gaussian", 8, 1.0),
+        ("relu", "orthogonal", 4, 1.0),
+        ("tanh", "gaussian", 8, 1 / 64),
+    ],
 )
 def test_predicted_law_has_the_known_mean_and_variance(act, init, depth, q):
     """χ = 1 at criticality: E[λ] = 1; Var[λ] = L(μ₂/μ₁² − 1 − s₁) (Pennington et al. 2017,

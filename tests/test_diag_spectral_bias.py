@@ -34,7 +34,7 @@ def test_relu_ntk_decays_like_k_to_the_minus_d(d):
     one and two hidden layers."""
     ks = np.arange(30, 61, 2)
     for depth in (1, 2):
-        mu = sphere_eigenvalues(lambda s: relu_ntk_profile(s, depth), d, 60)
+        mu = sphere_eigenvalues(lambda s, depth=depth: relu_ntk_profile(s, depth), d, 60)
         assert decay_exponent(mu, ks) == pytest.approx(d, rel=0.05)
 
 
@@ -58,3 +58,12 @@ def test_wide_net_learns_degrees_in_eigenvalue_order():
     assert r.steps == sorted(r.steps) and min(r.steps) > 0
     for got, want in zip(r.steps, r.predicted):
         assert want / 1.6 <= got <= want * 1.6 + 1
+
+
+def test_diagnose_entry_returns_exponents():
+    from muscale.diagnostics.spectral_bias import spectral_bias_entry
+
+    out = spectral_bias_entry({"dims": [3], "kmax": 30})
+    row = out["dims"][3]
+    assert row["theory_exponent"] == 3.0 and 2.5 < row["relu_exponent"] < 3.5
+    assert len(row["relu_ntk"]) == 31 and row["gaussian"][30] < 1e-20

@@ -207,7 +207,11 @@ def bench_hessian(k: int = 20) -> list[tuple]:
 
 def bench_free(nets: int = 20) -> list[tuple]:
     from muscale.diagnostics.free import free_additive
-    from muscale.diagnostics.free_jacobian import jacobian_ks, predict_jacobian_spectrum, sampled_singular_values
+    from muscale.diagnostics.free_jacobian import (
+        jacobian_ks,
+        predict_jacobian_spectrum,
+        sampled_singular_values,
+    )
     from muscale.diagnostics.stieltjes import Atoms, Semicircle
 
     rng = np.random.default_rng(0)
@@ -229,7 +233,12 @@ def bench_free(nets: int = 20) -> list[tuple]:
     pred = predict_jacobian_spectrum("linear", "gaussian", 64)
     t_pred = time.perf_counter() - t
     rows.append(
-        ("Jacobian spectrum, linear Gaussian, L=64", "free ⊠ prediction", t_pred, f"{len(pred.lam)} λ points")
+        (
+            "Jacobian spectrum, linear Gaussian, L=64",
+            "free ⊠ prediction",
+            t_pred,
+            f"{len(pred.lam)} λ points",
+        )
     )
     t = time.perf_counter()
     s = sampled_singular_values("linear", "gaussian", 64, width=512, nets=nets)
@@ -239,7 +248,8 @@ def bench_free(nets: int = 20) -> list[tuple]:
             "",
             f"Monte Carlo, {nets} nets of width 512",
             t_mc,
-            f"KS(MC, prediction) = {jacobian_ks(pred, s):.3f}; ratio MC/prediction = {t_mc / t_pred:.0f}x",
+            f"KS(MC, prediction) = {jacobian_ks(pred, s):.3f}; "
+            f"ratio MC/prediction = {t_mc / t_pred:.0f}x",
         )
     )
     return rows

@@ -13,8 +13,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "figures"
 
@@ -40,7 +40,9 @@ def fig_free() -> None:
     a = rng.standard_normal((n, n)) / np.sqrt(n)
     b = rng.standard_normal((2 * n, n)) / np.sqrt(2 * n)
     pe = np.real(np.linalg.eigvals((a.T @ a) @ (b.T @ b)))
-    m = free_multiplicative([MarchenkoPastur(gamma=1.0), MarchenkoPastur(gamma=0.5)], np.linspace(0.01, 12, 800))
+    m = free_multiplicative(
+        [MarchenkoPastur(gamma=1.0), MarchenkoPastur(gamma=0.5)], np.linspace(0.01, 12, 800)
+    )
     fig, ax = plt.subplots(1, 2, figsize=(8, 3))
     ax[0].hist(ev, bins=80, density=True, alpha=0.4, label="GOE + Wishart, n=1000")
     ax[0].plot(r.x, r.pdf, "k", lw=1.2, label="semicircle ⊞ MP(1/2)")
@@ -53,23 +55,45 @@ def fig_free() -> None:
 
 
 def fig_jacobian(nets: int = 6) -> dict:
-    from muscale.diagnostics.free_jacobian import jacobian_ks, predict_jacobian_spectrum, sampled_singular_values
+    from muscale.diagnostics.free_jacobian import (
+        jacobian_ks,
+        predict_jacobian_spectrum,
+        sampled_singular_values,
+    )
 
-    cases = [("linear", "gaussian", 8, 1.0), ("tanh", "gaussian", 16, 1 / 64), ("tanh", "orthogonal", 32, 1 / 64)]
+    cases = [
+        ("linear", "gaussian", 8, 1.0),
+        ("tanh", "gaussian", 16, 1 / 64),
+        ("tanh", "orthogonal", 32, 1 / 64),
+    ]
     fig, ax = plt.subplots(1, 3, figsize=(10, 3))
     ks = {}
     for a, (act, init, depth, q) in zip(ax, cases):
         pred = predict_jacobian_spectrum(act, init, depth, q_star=q)
         s = sampled_singular_values(act, init, depth, width=256, nets=nets, q_star=q)
         ks[f"{act}/{init}/L={depth}"] = jacobian_ks(pred, s)
-        lo = np.log10(max(s.min(), 1e-6))
-        edges = np.logspace(lo, np.log10(s.max() * 1.1), 60)
-        a.hist(s, bins=edges, density=True, alpha=0.4, label=f"{nets} nets, N=256")
-        grid = np.logspace(lo, np.log10(s.max() * 1.1), 400)
-        a.plot(grid, pred.singular_pdf(grid), "k", lw=1.2, label="free ⊠ prediction")
-        a.set_xscale("log")
+        u = np.log10(np.maximum(s, 1e-300))
+        lo = max(np.quantile(u, 0.01), -12.0)
+        a.hist(
+            np.clip(u, lo, None),
+            bins=60,
+            range=(lo, u.max() + 0.05),
+            density=True,
+            alpha=0.4,
+            label=f"{nets} nets, N=256",
+        )
+        grid = np.linspace(lo, u.max() + 0.05, 400)
+        lam = 10.0 ** (2 * grid)
+        # density of u = log10 s: 2 ln10 · λ p_λ(λ)
+        a.plot(
+            grid,
+            2 * np.log(10) * lam * np.interp(lam, pred.lam, pred.pdf, left=0, right=0),
+            "k",
+            lw=1.2,
+            label="free ⊠ prediction",
+        )
+        a.set_xlabel("log10 singular value of J")
         a.set_title(f"{act}, {init}, L={depth}: KS={ks[f'{act}/{init}/L={depth}']:.3f}", fontsize=8)
-        a.set_xlabel("singular value of J")
         a.legend(fontsize=7)
     _save(fig, "jacobian_spectra.png")
     return ks
@@ -84,7 +108,9 @@ def fig_attention(seeds: int) -> dict:
     fig, ax = plt.subplots(figsize=(4.5, 3))
     ax.loglog(d.widths, d.nngp_error, "o-", label=f"NNGP, 1/d (slope {d.nngp_slope:.2f})")
     ax.loglog(d.widths, d.ntk_error, "s-", label=f"NTK, 1/d (slope {d.ntk_slope:.2f})")
-    ax.loglog(s.widths, s.nngp_error, "^--", label=f"NNGP, 1/√d, one head (slope {s.nngp_slope:.2f})")
+    ax.loglog(
+        s.widths, s.nngp_error, "^--", label=f"NNGP, 1/√d, one head (slope {s.nngp_slope:.2f})"
+    )
     w = np.array(widths, dtype=float)
     ax.loglog(w, d.nngp_error[0] * (w / w[0]) ** -0.5, "k:", lw=0.8, label="width^−½")
     ax.set_xlabel("width (head dim)")
@@ -109,7 +135,11 @@ def fig_bias() -> dict:
     for d in (3, 5):
         mu = sphere_eigenvalues(lambda t: relu_ntk_profile(t, 2), d, 60)
         out[f"relu_exponent_d{d}"] = decay_exponent(mu, np.arange(30, 61, 2))
-        ax[0].loglog(k, mu[1:] / mu[0], label=f"ReLU NTK (2 layers), S^{d - 1}: k^−{out[f'relu_exponent_d{d}']:.2f}")
+        ax[0].loglog(
+            k,
+            mu[1:] / mu[0],
+            label=f"ReLU NTK (2 layers), S^{d - 1}: k^−{out[f'relu_exponent_d{d}']:.2f}",
+        )
         g = sphere_eigenvalues(lambda t: gaussian_profile(t, 0.5), d, 60)
         ok = g[1:] / g[0] > 1e-16
         ax[0].loglog(k[ok], g[1:][ok] / g[0], "--", label=f"Gaussian σ²=½, S^{d - 1}")

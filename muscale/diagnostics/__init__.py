@@ -104,12 +104,12 @@ from muscale.diagnostics.stieltjes import (
 )
 
 __all__ = [
+    "NTKMLP",
     "Atoms",
     "FreeResult",
     "LayerSpectrum",
     "MPFit",
     "MarchenkoPastur",
-    "NTKMLP",
     "PowerLawFit",
     "Rectangular",
     "Semicircle",

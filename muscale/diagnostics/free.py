@@ -72,11 +72,17 @@ class FreeResult:
     def _replace_pdf(self, pdf: Array) -> FreeResult:
         """The same result with a corrected density; the CDF is recomputed from the right."""
         x = self.x
-        tail = np.concatenate([np.cumsum((0.5 * np.diff(x) * (pdf[1:] + pdf[:-1]))[::-1])[::-1], [0.0]])
+        tail = np.concatenate(
+            [np.cumsum((0.5 * np.diff(x) * (pdf[1:] + pdf[:-1]))[::-1])[::-1], [0.0]]
+        )
         return FreeResult(
-            x=x, pdf=pdf, cdf=np.clip(1.0 - tail, 0.0, 1.0), g=self.g, eps=self.eps,
+            x=x,
+            pdf=pdf,
+            cdf=np.clip(1.0 - tail, 0.0, 1.0),
+            g=self.g,
+            eps=self.eps,
             residual=self.residual,
-        )  # fmt: skip
+        )
 
 
 # --- the generic solver ---------------------------------------------------------------------
@@ -155,7 +161,9 @@ def _ladder(eps_target: Array, scale: float | Array) -> list[Array]:
     """Offsets from ``scale`` down to ``eps_target`` (geometric, ~3.6x per level; the last
     one exact)."""
     if np.any(~(eps_target > 0)):
-        raise ValueError("the imaginary offset must be > 0 (the transform is singular on the support)")
+        raise ValueError(
+            "the imaginary offset must be > 0 (the transform is singular on the support)"
+        )
     hi = np.maximum(scale, eps_target)
     levels = 1 + max(1, int(np.ceil(1.8 * np.log10(float(np.max(hi / eps_target))))))
     return [hi * (eps_target / hi) ** (i / (levels - 1)) for i in range(levels)]
@@ -176,7 +184,9 @@ def _result(
     not a singular bottom, as for products: mass below ``x[0]`` is then counted right)."""
     pdf = np.clip(-np.imag(g) / np.pi, 0.0, None) * pdf_scale
     if from_right:
-        tail = np.concatenate([np.cumsum((0.5 * np.diff(x) * (pdf[1:] + pdf[:-1]))[::-1])[::-1], [0.0]])
+        tail = np.concatenate(
+            [np.cumsum((0.5 * np.diff(x) * (pdf[1:] + pdf[:-1]))[::-1])[::-1], [0.0]]
+        )
         cdf = np.clip(1.0 - tail, 0.0, 1.0)
     else:
         cdf = cdf_from_density(x, pdf)
@@ -193,7 +203,10 @@ def _h_add(mu: Measure, w: CArray) -> tuple[CArray, CArray]:
 
 
 def free_additive_cauchy(
-    measures: Sequence[Measure | tuple[Measure, int]], z: ArrayLike, *, start_scale: float | None = None
+    measures: Sequence[Measure | tuple[Measure, int]],
+    z: ArrayLike,
+    *,
+    start_scale: float | None = None,
 ) -> tuple[CArray, float]:
     """Cauchy transform of ``⊞_k μ_k^{⊞ m_k}`` at ``z`` (upper half-plane), by the
     subordination system of the module docstring, continued in ``Im z`` from far away."""
@@ -209,6 +222,7 @@ def free_additive_cauchy(
     ladder = _ladder(eps_t, scale)
     for lev, eps in enumerate(ladder):
         zz = z.real + 1j * eps
+
         def resid(w, i, zz=zz):
             # r_k = w_k − z − Σ_j c_kj h_j(w_j), c_kj = m_j − δ_kj
             h, dh = zip(*(_h_add(mu, w[k]) for k, (mu, _) in enumerate(species)))
@@ -336,7 +350,11 @@ def free_multiplicative_cauchy(
 
 
 def free_moments(
-    measures: Sequence[Measure | tuple[Measure, int]], kmax: int, *, radius: float | None = None, nodes: int = 128
+    measures: Sequence[Measure | tuple[Measure, int]],
+    kmax: int,
+    *,
+    radius: float | None = None,
+    nodes: int = 128,
 ) -> Array:
     """Moments ``m_1..m_kmax`` of ``⊠_k μ_k^{⊠ m_k}`` from ``ψ = η/(1−η)`` on a circle
     ``|z| = radius`` inside its disc of analyticity (Cauchy's formula, trapezoid rule:
@@ -371,7 +389,11 @@ def free_multiplicative(
         hi = min(
             float(np.prod([mu.support[1] ** m for mu, m in species])), 1.5 * _top_edge(species)
         )
-        x = np.geomspace(hi * 1e-12, hi, points) if log_grid else np.linspace(hi / points, hi, points)
+        x = (
+            np.geomspace(hi * 1e-12, hi, points)
+            if log_grid
+            else np.linspace(hi / points, hi, points)
+        )
     x = np.asarray(x, dtype=np.float64)
     g, res = free_multiplicative_cauchy(species, x, rel_eps=rel_eps)
     out = _result(x, g, rel_eps * x, res, from_right=True)
@@ -461,9 +483,9 @@ __all__ = [
     "Rectangular",
     "free_additive",
     "free_additive_cauchy",
+    "free_moments",
     "free_multiplicative",
     "free_multiplicative_cauchy",
     "free_multiplicative_eta",
-    "free_moments",
     "rectangular_additive",
 ]

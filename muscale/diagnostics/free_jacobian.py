@@ -11,7 +11,8 @@ asymptotically free, the eigenvalue law of ``JJᵀ`` is the free product
 where ``μ_{WᵀW}`` is Marchenko–Pastur(γ = 1, σ² = σ_w²) for Gaussian weights and the point
 mass ``δ_{σ_w²}`` for scaled orthogonal ones, and ``μ_{D²}`` is the law of
 ``φ'(h)²``, ``h ~ N(0, q*)`` (mean-field pre-activations at the fixed point): ``δ₁`` for
-linear, Bernoulli(½) on ``{0, 1}`` for ReLU, and for tanh an 80-point Gauss–Hermite rule (nodes of weight < 1e-14 dropped).
+linear, Bernoulli(½) on ``{0, 1}`` for ReLU, and for tanh an 80-point Gauss–Hermite rule
+(nodes of weight < 1e-14 dropped).
 Pennington et al. reach the density by solving the S-transform equation
 ``S_{JJᵀ} = (S_W S_{D²})^L`` for each point; here the same law comes from the subordination
 fixed point of :func:`muscale.diagnostics.free.free_multiplicative_cauchy` (two species,
@@ -59,7 +60,9 @@ def layer_laws(activation: str, init: str, q_star: float = 1.0) -> list[Measure]
     """``[μ_{WᵀW}, μ_{D²}]`` of one critical layer (point masses at 1 dropped)."""
     check_choice("init", init, INITS)
     sw, _ = critical_point(activation, q_star)
-    w: Measure = MarchenkoPastur(gamma=1.0, sigma2=sw**2) if init == "gaussian" else point_mass(sw**2)
+    w: Measure = (
+        MarchenkoPastur(gamma=1.0, sigma2=sw**2) if init == "gaussian" else point_mass(sw**2)
+    )
     laws = [w, derivative_law(activation, q_star)]
     return [m for m in laws if not (isinstance(m, Atoms) and len(m.x) == 1 and m.x[0] == 1.0)]
 
@@ -117,24 +120,43 @@ def predict_jacobian_spectrum(
         atom = float(np.prod([m.x[0] for m in laws])) ** depth if laws else 1.0  # type: ignore[attr-defined]
         lam = np.array([atom])
         return JacobianPrediction(
-            activation=activation, init=init, depth=depth, q_star=q_star, lam=lam,
-            pdf=np.zeros(1), cdf=np.ones(1), atom=atom, seconds=time.perf_counter() - t0,
-        )  # fmt: skip
+            activation=activation,
+            init=init,
+            depth=depth,
+            q_star=q_star,
+            lam=lam,
+            pdf=np.zeros(1),
+            cdf=np.ones(1),
+            atom=atom,
+            seconds=time.perf_counter() - t0,
+        )
     species = [(m, depth) for m in laws]
     hi = 2.0 * _top_edge(species)  # the edge estimate is within ~10%: 2x covers it
     lam = np.unique(
         np.concatenate(
-            [np.geomspace(hi * 10.0 ** (-decades), hi, points // 4), np.geomspace(hi * 1e-6, hi, points)]
+            [
+                np.geomspace(hi * 10.0 ** (-decades), hi, points // 4),
+                np.geomspace(hi * 1e-6, hi, points),
+            ]
         )
     )
     res = free_multiplicative(species, lam, rel_eps=rel_eps)
     return JacobianPrediction(
-        activation=activation, init=init, depth=depth, q_star=q_star, lam=res.x, pdf=res.pdf,
-        cdf=res.cdf, atom=None, seconds=time.perf_counter() - t0,
-    )  # fmt: skip
+        activation=activation,
+        init=init,
+        depth=depth,
+        q_star=q_star,
+        lam=res.x,
+        pdf=res.pdf,
+        cdf=res.cdf,
+        atom=None,
+        seconds=time.perf_counter() - t0,
+    )
 
 
-def jacobian_ks(pred: JacobianPrediction, singular_values: np.ndarray, *, floor: float = 1e-12) -> float:
+def jacobian_ks(
+    pred: JacobianPrediction, singular_values: np.ndarray, *, floor: float = 1e-12
+) -> float:
     """KS distance between the empirical law of ``s²`` and the prediction, both censored at
     ``floor · max(s²)`` (float64 products cannot resolve smaller eigenvalues: values below
     the floor count as "≤ floor" on both sides)."""
@@ -143,11 +165,20 @@ def jacobian_ks(pred: JacobianPrediction, singular_values: np.ndarray, *, floor:
         return float(np.max(np.abs(lam - pred.atom)) > 1e-8 * pred.atom)
     cut = floor * lam.max()
     lam_c = np.maximum(lam, cut)
-    return ks_distance(lam_c, pred.cdf_at(lam_c))
+    cdf = pred.cdf_at(lam_c)
+    # the censored model has an atom F(cut) at the cut: its CDF just below the cut is 0
+    return ks_distance(lam_c, cdf, np.where(lam_c <= cut, 0.0, cdf))
 
 
 def sampled_singular_values(
-    activation: str, init: str, depth: int, *, width: int = 512, nets: int = 20, q_star: float = 1.0, seed: int = 0
+    activation: str,
+    init: str,
+    depth: int,
+    *,
+    width: int = 512,
+    nets: int = 20,
+    q_star: float = 1.0,
+    seed: int = 0,
 ) -> np.ndarray:
     """Singular values of ``J`` pooled over ``nets`` independently initialised critical MLPs
     (:func:`muscale.diagnostics.jacobian.jacobian_spectrum`)."""
@@ -155,7 +186,9 @@ def sampled_singular_values(
 
     return np.concatenate(
         [
-            jacobian_spectrum(activation, init, depth, width=width, q_star=q_star, seed=seed + k).singular_values
+            jacobian_spectrum(
+                activation, init, depth, width=width, q_star=q_star, seed=seed + k
+            ).singular_values
             for k in range(nets)
         ]
     )
@@ -175,9 +208,14 @@ def free_jacobian_entry(cfg: dict | None = None) -> dict:
                 pred = predict_jacobian_spectrum(act, init, int(depth), q_star=q)
                 t0 = time.perf_counter()
                 s = sampled_singular_values(
-                    act, init, int(depth), width=int(cfg.get("width", 256)),
-                    nets=int(cfg.get("nets", 5)), q_star=q, seed=int(cfg.get("seed", 0)),
-                )  # fmt: skip
+                    act,
+                    init,
+                    int(depth),
+                    width=int(cfg.get("width", 256)),
+                    nets=int(cfg.get("nets", 5)),
+                    q_star=q,
+                    seed=int(cfg.get("seed", 0)),
+                )
                 rows.append(
                     {
                         "activation": act,
@@ -189,4 +227,3 @@ def free_jacobian_entry(cfg: dict | None = None) -> dict:
                     }
                 )
     return {"rows": rows}
-

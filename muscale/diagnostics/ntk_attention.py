@@ -80,7 +80,9 @@ def attention_nngp(
     return total / samples
 
 
-def attention_ntk(x1: torch.Tensor, x2: torch.Tensor | None = None, *, scaling: str = "1/d") -> torch.Tensor:
+def attention_ntk(
+    x1: torch.Tensor, x2: torch.Tensor | None = None, *, scaling: str = "1/d"
+) -> torch.Tensor:
     """Infinite-width NTK of the head under 1/d scaling: ``3 U C₀ U'ᵀ`` (module docstring).
     Under 1/√d the single-head NTK has no deterministic limit (module docstring)."""
     if scaling != "1/d":
@@ -102,7 +104,9 @@ class AttentionHead(torch.nn.Module):
     parametrisation's gradients are recovered by weighting each layer's term by its
     ``fan_in`` (:func:`empirical_attention_kernels`)."""
 
-    def __init__(self, d0: int, width: int, *, scaling: str = "1/d", seq_len: int = 16, seed: int = 0) -> None:
+    def __init__(
+        self, d0: int, width: int, *, scaling: str = "1/d", seq_len: int = 16, seed: int = 0
+    ) -> None:
         super().__init__()
         check_choice("scaling", scaling, SCALINGS)
         from muscale.models.configs import GPTConfig
@@ -115,7 +119,9 @@ class AttentionHead(torch.nn.Module):
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
             for lin in (self.attn.q_proj, self.attn.k_proj, self.attn.v_proj, self.attn.o_proj):
-                lin.weight.copy_(torch.randn(width, width, generator=g, dtype=torch.float64) / math.sqrt(width))
+                lin.weight.copy_(
+                    torch.randn(width, width, generator=g, dtype=torch.float64) / math.sqrt(width)
+                )
         self.readin = torch.randn(d0, width, generator=g, dtype=torch.float64) / math.sqrt(d0)
         self.readout = torch.nn.Parameter(torch.randn(width, generator=g, dtype=torch.float64))
         self.width = width
@@ -127,7 +133,9 @@ class AttentionHead(torch.nn.Module):
         return self.features(x) @ self.readout / math.sqrt(self.width)
 
 
-def empirical_attention_kernels(model: AttentionHead, x1: torch.Tensor, x2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def empirical_attention_kernels(
+    model: AttentionHead, x1: torch.Tensor, x2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Empirical ``(NNGP, NTK)`` between the token outputs of two sequences (each ``(T, T')``).
 
     NNGP: the read-out features' kernel ``o(X)·o(X')/n``. NTK in NTK parametrisation: for a
@@ -218,9 +226,13 @@ def attention_convergence(
     lw = np.log(widths)
     slope = lambda e: float(np.polyfit(lw, np.log(e), 1)[0]) if np.all(np.isfinite(e)) else math.nan  # noqa: E731
     return AttentionConvergence(
-        scaling=scaling, widths=list(widths), nngp_error=ek, ntk_error=et,
-        nngp_slope=slope(ek), ntk_slope=slope(et),
-    )  # fmt: skip
+        scaling=scaling,
+        widths=list(widths),
+        nngp_error=ek,
+        ntk_error=et,
+        nngp_slope=slope(ek),
+        ntk_slope=slope(et),
+    )
 
 
 def attention_ntk_entry(cfg: dict | None = None) -> dict:
@@ -234,6 +246,10 @@ def attention_ntk_entry(cfg: dict | None = None) -> dict:
         seq_len=int(cfg.get("seq_len", 4)),
     )
     return {
-        "scaling": r.scaling, "widths": r.widths, "nngp_error": r.nngp_error,
-        "ntk_error": r.ntk_error, "nngp_slope": r.nngp_slope, "ntk_slope": r.ntk_slope,
-    }  # fmt: skip
+        "scaling": r.scaling,
+        "widths": r.widths,
+        "nngp_error": r.nngp_error,
+        "ntk_error": r.ntk_error,
+        "nngp_slope": r.nngp_slope,
+        "ntk_slope": r.ntk_slope,
+    }

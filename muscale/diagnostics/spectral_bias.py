@@ -38,7 +38,9 @@ def relu_ntk_profile(t: np.ndarray, depth: int = 1, *, bias: float = 0.0) -> np.
     t = np.clip(np.asarray(t, dtype=np.float64), -1.0, 1.0)
     x1 = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
     x2 = torch.tensor(np.stack([t, np.sqrt(1.0 - t**2)], 1))
-    _, k = nngp_ntk(x1, x2, depth, activation="relu", sigma_w2=2.0, sigma_b2=bias, normalize_input=False)
+    _, k = nngp_ntk(
+        x1, x2, depth, activation="relu", sigma_w2=2.0, sigma_b2=bias, normalize_input=False
+    )
     return k[0].numpy()
 
 
@@ -60,7 +62,11 @@ def sphere_eigenvalues(kappa, d: int, kmax: int, *, nodes: int = 4000) -> np.nda
     ratio = math.exp(math.lgamma(d / 2) - math.lgamma((d - 1) / 2)) / math.sqrt(math.pi)
     out = np.empty(kmax + 1)
     for k in range(kmax + 1):
-        out[k] = ratio * f @ (special.eval_gegenbauer(k, alpha, t) / special.eval_gegenbauer(k, alpha, 1.0))
+        out[k] = (
+            ratio
+            * f
+            @ (special.eval_gegenbauer(k, alpha, t) / special.eval_gegenbauer(k, alpha, 1.0))
+        )
     return out
 
 
@@ -77,8 +83,11 @@ def gaussian_eigenvalues_closed_form(d: int, kmax: int, sigma2: float) -> np.nda
 
     b = 1.0 / sigma2
     k = np.arange(kmax + 1)
-    return math.exp(-b) * math.gamma(d / 2) * (2.0 / b) ** ((d - 2) / 2) * special.iv(k + d / 2 - 1, b)
-    # (Funk–Hecke of e^{bt}: ∫e^{bt}P_k(1−t²)^{(d−3)/2}dt = √π Γ((d−1)/2)(2/b)^{(d−2)/2} I_{k+d/2−1}(b))
+    return (
+        math.exp(-b) * math.gamma(d / 2) * (2.0 / b) ** ((d - 2) / 2) * special.iv(k + d / 2 - 1, b)
+    )
+    # Funk–Hecke of e^{bt}:
+    # ∫e^{bt}P_k(1−t²)^{(d−3)/2}dt = √π Γ((d−1)/2)(2/b)^{(d−2)/2} I_{k+d/2−1}(b)
 
 
 # --- measured: how fast a wide net learns each degree ---------------------------------------
@@ -170,7 +179,11 @@ def spectral_bias_entry(cfg: dict | None = None) -> dict:
     :func:`degree_learning_speed`). Returns eigenvalues by degree, fitted exponents vs ``d``,
     and (if trained) the per-degree learning steps."""
     cfg = dict(cfg or {})
-    kmax, depth, sigma2 = int(cfg.get("kmax", 40)), int(cfg.get("depth", 1)), float(cfg.get("sigma2", 0.5))
+    kmax, depth, sigma2 = (
+        int(cfg.get("kmax", 40)),
+        int(cfg.get("depth", 1)),
+        float(cfg.get("sigma2", 0.5)),
+    )
     out: dict = {"dims": {}}
     for d in cfg.get("dims", [3, 5]):
         mu = sphere_eigenvalues(lambda t: relu_ntk_profile(t, depth), int(d), kmax)
@@ -184,5 +197,10 @@ def spectral_bias_entry(cfg: dict | None = None) -> dict:
         }
     if cfg.get("train", False):
         r = degree_learning_speed()
-        out["learning"] = {"degrees": r.degrees, "mu": r.mu, "steps": r.steps, "predicted": r.predicted}
+        out["learning"] = {
+            "degrees": r.degrees,
+            "mu": r.mu,
+            "steps": r.steps,
+            "predicted": r.predicted,
+        }
     return out

@@ -226,7 +226,9 @@ def cauchy_d(mu: Measure, z: ArrayLike) -> tuple[CArray, CArray]:
 # --- inversion ------------------------------------------------------------------------------
 
 
-def offset_for_samples(samples: ArrayLike, weights: ArrayLike | None = None, n: int | None = None) -> float:
+def offset_for_samples(
+    samples: ArrayLike, weights: ArrayLike | None = None, n: int | None = None
+) -> float:
     """Imaginary offset ``ε = 0.5 · IQR · n^(−1/3)`` for inverting the Stieltjes transform of
     an ``n``-sample empirical measure (module docstring: the MSE-optimal rate). ``weights``
     and ``n`` serve a binned measure (grid points with masses, ``n`` original samples)."""
@@ -236,7 +238,9 @@ def offset_for_samples(samples: ArrayLike, weights: ArrayLike | None = None, n: 
     w = np.full(len(s), 1.0 / len(s)) if weights is None else np.asarray(weights)[order]
     c = np.cumsum(w) / np.sum(w)
     q1, q3 = s[np.searchsorted(c, 0.25)], s[min(np.searchsorted(c, 0.75), len(s) - 1)]
-    scale = q3 - q1 if q3 > q1 else max(float(np.sqrt(np.average((s - s @ w) ** 2, weights=w))), 1e-12)
+    scale = (
+        q3 - q1 if q3 > q1 else max(float(np.sqrt(np.average((s - s @ w) ** 2, weights=w))), 1e-12)
+    )
     return float(0.5 * scale * (n or len(s)) ** (-1.0 / 3.0))
 
 
