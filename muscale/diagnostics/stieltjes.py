@@ -84,9 +84,9 @@ class Atoms:
         "cloud-in-cell" split between the two nearest grid points, which keeps the mass and
         the mean exactly). ``G`` changes by ``O((Δ/Im z)²)`` relative, ``Δ`` = grid step:
         negligible at the sample-size offset, and ``G`` then costs ``bins`` not ``n`` terms."""
-        if len(self.x) <= bins:
-            return self
         lo, hi = float(self.x.min()), float(self.x.max())
+        if len(self.x) <= bins or hi == lo:
+            return self
         grid = np.linspace(lo, hi, bins)
         pos = (self.x - lo) / (hi - lo) * (bins - 1)
         i = np.clip(np.floor(pos).astype(int), 0, bins - 2)
