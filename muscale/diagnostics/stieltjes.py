@@ -79,12 +79,18 @@ class Atoms:
         """The eigenvalues of a symmetric matrix (its empirical spectral distribution)."""
         return cls.from_samples(np.linalg.eigvalsh(np.asarray(m, dtype=np.float64)))
 
-    def binned(self, bins: int = 4096) -> Atoms:
+    def binned(self, bins: int | None = None) -> Atoms:
         """The same measure with its atoms moved to a grid of ``bins`` points (linear
         "cloud-in-cell" split between the two nearest grid points, which keeps the mass and
-        the mean exactly). ``G`` changes by ``O((Δ/Im z)²)`` relative, ``Δ`` = grid step:
-        negligible at the sample-size offset, and ``G`` then costs ``bins`` not ``n`` terms."""
+        the mean exactly). ``G`` changes by ``O((Δ/Im z)²)`` relative, ``Δ`` = grid step,
+        and then costs ``bins`` not ``n`` terms. Default: ``Δ`` = 1/8 of the sample-size
+        offset (:func:`offset_for_samples`), 512–4096 points; 4096 for a non-sample."""
         lo, hi = float(self.x.min()), float(self.x.max())
+        if bins is None:
+            bins = 4096
+            if self.n_samples and hi > lo:
+                eps = offset_for_samples(self.x, self.w, self.n_samples)
+                bins = int(np.clip(np.ceil(8.0 * (hi - lo) / eps), 512, 4096))
         if len(self.x) <= bins or hi == lo:
             return self
         grid = np.linspace(lo, hi, bins)
