@@ -28,8 +28,10 @@ self-maps ``ω_a, ω_b`` of the upper half-plane with (Biane 1998; Belinschi & B
 **Numerics.** All points of a grid are solved at once (numpy, vectorised). The spectral
 points ``x + iε`` are approached by continuation in ``ε`` (a geometric ladder from ``ε``
 equal to the support width down to the target), each level warm-started from the last and
-solved by Newton's method on the fixed-point residual (Jacobian by complex finite
-differences; steps that leave the half-plane, or raise the residual, are halved). Far from
+solved by Newton's method on the fixed-point residual (analytic Jacobian from ``G'``;
+complex finite differences for the rectangular case; steps that leave the half-plane, or
+raise the residual, are halved; points where no step helps are left as they are and show
+in ``residual``). Far from
 the axis the fixed-point map is a strict contraction, so the ladder starts inside the
 basin of the right (Denjoy–Wolff) solution and Newton tracks it; this needs ~5–10 Newton
 steps per level instead of the ``O(1/ε)`` plain iterations near the axis.
