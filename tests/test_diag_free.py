@@ -14,8 +14,8 @@ from muscale.diagnostics.free import (
     free_additive_cauchy,
     free_moments,
     free_multiplicative,
-    rectangular_additive,
 )
+from muscale.diagnostics.free_rectangular import rectangular_additive
 from muscale.diagnostics.laws import mp_pdf, wigner_matrix
 from muscale.diagnostics.spectra import ks_distance
 from muscale.diagnostics.stieltjes import (

@@ -9,17 +9,16 @@ numpy and torch.
 
 from muscale.diagnostics.free import (
     FreeResult,
-    Rectangular,
     free_additive,
     free_moments,
     free_multiplicative,
-    rectangular_additive,
 )
 from muscale.diagnostics.free_jacobian import (
     free_jacobian_entry,
     jacobian_ks,
     predict_jacobian_spectrum,
 )
+from muscale.diagnostics.free_rectangular import Rectangular, rectangular_additive
 from muscale.diagnostics.hessian import (
     hessian_summary,
     hutchinson_trace,
