@@ -57,6 +57,10 @@ from muscale.diagnostics.stieltjes import (
 CArray = NDArray[np.complex128]
 Array = NDArray[np.float64]
 
+# Newton tolerance on the intermediate levels of the continuation: their solutions only
+# warm-start the next level, so they need not be exact (the last level is solved to 1e-12).
+WARM_TOL = 1e-3
+
 
 @dataclass(kw_only=True)
 class FreeResult:
@@ -237,7 +241,7 @@ def free_additive_cauchy(
             resid,
             w0,
             lambda w, i, zz=zz: np.all(w.imag >= zz[i].imag * (1 - 1e-9), axis=0),
-            tol=1e-12 if lev == len(ladder) - 1 else 1e-6,  # a warm start needs no more
+            tol=1e-12 if lev == len(ladder) - 1 else WARM_TOL,
         )
     assert w is not None
     return species[0][0].cauchy(w[0]), res
@@ -345,7 +349,7 @@ def free_multiplicative_cauchy(
     # is accurate, and continue along the ray to the target offset
     ladder = _ladder(rel, np.maximum(10.0, 10.0 * _top_edge(species) / t))
     for lev, r in enumerate(ladder):
-        tol = 1e-12 if lev == len(ladder) - 1 else 1e-6
+        tol = 1e-12 if lev == len(ladder) - 1 else WARM_TOL
         eta, w, res = free_multiplicative_eta(species, 1.0 / (t * (1 + 1j * r)), w, tol=tol)
     x = t * (1 + 1j * rel)
     return 1.0 / (x * (1.0 - eta)), res

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from muscale.diagnostics.free import FreeResult, _ladder, _result, _solve
+from muscale.diagnostics.free import WARM_TOL, FreeResult, _ladder, _result, _solve
 from muscale.diagnostics.stieltjes import Atoms, offset_for_samples
 
 CArray = NDArray[np.complex128]
@@ -80,7 +80,7 @@ def rectangular_additive(
             resid,
             w0,
             lambda w, i, zz=zz: np.all(w.imag >= zz[:, i].imag * (1 - 1e-9), axis=0),
-            tol=1e-12 if n_lev == len(ladder) - 1 else 1e-6,
+            tol=1e-12 if n_lev == len(ladder) - 1 else WARM_TOL,
         )
     assert w is not None
     g1 = ra.d_cauchy(w)[0]  # symmetrised singular-value law at z
