@@ -1,4 +1,5 @@
-"""Theory diagnostics: random-matrix laws, weight spectra, Jacobians, Hessians, NTKs,
+"""Theory diagnostics: random-matrix laws, free probability (Stieltjes transforms, free
+convolutions), weight spectra, Jacobians, Hessians, NTKs (MLP and attention), spectral bias,
 lazy-vs-rich training and random projections (see docs/diagnostics.md).
 
 Heavy optional pieces (matplotlib for reports, scipy's tridiagonal eigensolver, the core
@@ -6,6 +7,18 @@ model builder for ``lazy``) are imported where used; importing this package load
 numpy and torch.
 """
 
+from muscale.diagnostics.free import (
+    FreeResult,
+    free_additive,
+    free_moments,
+    free_multiplicative,
+)
+from muscale.diagnostics.free_jacobian import (
+    free_jacobian_entry,
+    jacobian_ks,
+    predict_jacobian_spectrum,
+)
+from muscale.diagnostics.free_rectangular import Rectangular, rectangular_additive
 from muscale.diagnostics.hessian import (
     hessian_summary,
     hutchinson_trace,
@@ -55,6 +68,13 @@ from muscale.diagnostics.ntk import (
     relu_nngp,
     relu_ntk,
 )
+from muscale.diagnostics.ntk_attention import (
+    attention_convergence,
+    attention_nngp,
+    attention_ntk,
+    attention_ntk_entry,
+    empirical_attention_kernels,
+)
 from muscale.diagnostics.spectra import (
     LayerSpectrum,
     MPFit,
@@ -67,12 +87,35 @@ from muscale.diagnostics.spectra import (
     stable_rank,
     weight_spectra,
 )
+from muscale.diagnostics.spectral_bias import (
+    degree_learning_speed,
+    relu_ntk_profile,
+    spectral_bias_entry,
+    sphere_eigenvalues,
+)
+from muscale.diagnostics.stieltjes import (
+    Atoms,
+    MarchenkoPastur,
+    Semicircle,
+    density,
+    r_transform,
+    s_transform,
+)
 
 __all__ = [
     "NTKMLP",
+    "Atoms",
+    "FreeResult",
     "LayerSpectrum",
     "MPFit",
+    "MarchenkoPastur",
     "PowerLawFit",
+    "Rectangular",
+    "Semicircle",
+    "attention_convergence",
+    "attention_nngp",
+    "attention_ntk",
+    "attention_ntk_entry",
     "batched_svdvals",
     "bbp_outlier",
     "bbp_threshold",
@@ -80,11 +123,18 @@ __all__ = [
     "circular_radius_cdf",
     "critical_point",
     "critical_sigma_w",
+    "degree_learning_speed",
+    "density",
     "distortion",
     "eigendecay",
+    "empirical_attention_kernels",
     "empirical_ntk",
     "erf_ntk",
     "fit_mp",
+    "free_additive",
+    "free_jacobian_entry",
+    "free_moments",
+    "free_multiplicative",
     "ginibre_matrix",
     "hessian_summary",
     "hutchinson_trace",
@@ -92,6 +142,7 @@ __all__ = [
     "hvp_operator",
     "input_output_jacobian",
     "isometry_study",
+    "jacobian_ks",
     "jacobian_spectrum",
     "jl_min_dim",
     "ks_distance",
@@ -107,15 +158,22 @@ __all__ = [
     "ntk_vector_product",
     "power_iteration_deflation",
     "powerlaw_fit",
+    "predict_jacobian_spectrum",
     "projection_matrix",
+    "r_transform",
     "random_projection",
+    "rectangular_additive",
     "relu_nngp",
     "relu_ntk",
+    "relu_ntk_profile",
+    "s_transform",
     "sample_mp",
     "semicircle_cdf",
     "semicircle_pdf",
     "slq",
+    "spectral_bias_entry",
     "spectral_summary",
+    "sphere_eigenvalues",
     "spiked_covariance_sample",
     "stable_rank",
     "theory_jjt_variance",

@@ -20,7 +20,7 @@ ReLU (σ_w = √2) ≈ ``2L`` vs ``L``; tanh with orthogonal weights and small `
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -172,11 +172,14 @@ class JacobianStats:
     theory_variance: float
     max_singular: float
     singular_values: np.ndarray
+    # free-probability prediction of the whole spectrum (free_jacobian.py), filled by
+    # isometry_study(predict=True): KS distance of s² to it, and the prediction itself
+    ks_predicted: float = math.nan
+    prediction: object | None = None
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d.pop("singular_values")
-        return d
+        skip = ("singular_values", "prediction")
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
 
 
 def jacobian_spectrum(
@@ -216,20 +219,30 @@ def isometry_study(
     width: int = 256,
     q_star: float | dict[str, float] | None = None,
     seed: int = 0,
+    predict: bool = False,
 ) -> list[JacobianStats]:
     """Variance of the JJᵀ spectrum vs depth for every (activation, init), at criticality.
 
     ``q_star`` default: 1 for linear/ReLU (scale free), 1/64 for tanh (Pennington et al.'s
-    small-q* regime where orthogonal tanh nets approach isometry).
+    small-q* regime where orthogonal tanh nets approach isometry). ``predict``: also the
+    free-probability prediction of the whole spectrum and its KS distance to the sample
+    (:func:`muscale.diagnostics.free_jacobian.predict_jacobian_spectrum`).
     """
     default = {"linear": 1.0, "relu": 1.0, "tanh": 1.0 / 64}
     if isinstance(q_star, dict):
         default.update(q_star)
     elif q_star is not None:
         default = dict.fromkeys(default, float(q_star))
-    return [
+    rows = [
         jacobian_spectrum(a, i, L, width=width, q_star=default[a], seed=seed)
         for a in activations
         for i in inits
         for L in depths
     ]
+    if predict:
+        from muscale.diagnostics.free_jacobian import jacobian_ks, predict_jacobian_spectrum
+
+        for r in rows:
+            r.prediction = predict_jacobian_spectrum(r.activation, r.init, r.depth, q_star=r.q_star)
+            r.ks_predicted = jacobian_ks(r.prediction, r.singular_values)  # type: ignore[arg-type]
+    return rows
