@@ -108,3 +108,28 @@ def test_hessian_on_a_bare_state_dict_is_a_user_error(tmp_path, capsys):
     file = run / "checkpoints" / "step_0000010" / "model.safetensors"
     assert main(["diagnose", f"checkpoint={file}", "what=[hessian]", f"out={tmp_path}"]) == 2
     assert "needs a model" in capsys.readouterr().err
+
+
+def test_diagnose_theory_entries_need_no_checkpoint(tmp_path, capsys):
+    """The theory rows of the diagnostics table run from the CLI: ReLU-NTK degree decay
+    exponents on S² and S⁴ near d (= 3, 5), attention-kernel errors shrinking with width."""
+    rc = main(
+        [
+            "diagnose",
+            "what=[spectral_bias,attention_ntk]",
+            "attention_ntk.widths=[64,256]",
+            "attention_ntk.seeds=2",
+            "format=json",
+            f"out={tmp_path / 'r'}",
+        ]
+    )
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    for d in ("3", "5"):
+        row = out["spectral_bias"]["dims"][d]
+        assert (
+            abs(row["relu_exponent"] - row["theory_exponent"]) < 0.1 * row["theory_exponent"]
+        )  # 5%: test_diag_spectral_bias
+    errs = out["attention_ntk"]["nngp_error"]
+    assert errs[1] < errs[0]
+    assert "Spectral bias" in (tmp_path / "r" / "report.md").read_text()

@@ -56,7 +56,7 @@ def test_wide_net_learns_degrees_in_eigenvalue_order():
     each within a factor 1.6 of the kernel prediction 1/(η μ_k)."""
     r = degree_learning_speed((1, 2, 4), n=1500, width=2048, lr=3.0, budget=120)
     assert r.steps == sorted(r.steps) and min(r.steps) > 0
-    for got, want in zip(r.steps, r.predicted):
+    for got, want in zip(r.steps, r.predicted, strict=True):
         assert want / 1.6 <= got <= want * 1.6 + 1
 
 

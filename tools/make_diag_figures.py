@@ -68,7 +68,7 @@ def fig_jacobian(nets: int = 6) -> dict:
     ]
     fig, ax = plt.subplots(1, 3, figsize=(10, 3))
     ks = {}
-    for a, (act, init, depth, q) in zip(ax, cases):
+    for a, (act, init, depth, q) in zip(ax, cases, strict=False):
         pred = predict_jacobian_spectrum(act, init, depth, q_star=q)
         s = sampled_singular_values(act, init, depth, width=256, nets=nets, q_star=q)
         ks[f"{act}/{init}/L={depth}"] = jacobian_ks(pred, s)
@@ -148,7 +148,7 @@ def fig_bias() -> dict:
     ax[0].set_ylim(1e-16, 2)
     ax[0].legend(fontsize=6)
     r = degree_learning_speed((1, 2, 4, 6), n=1500, width=2048, lr=3.0, budget=400)
-    for deg, c, st, pr in zip(r.degrees, r.curves, r.steps, r.predicted):
+    for deg, c, st, pr in zip(r.degrees, r.curves, r.steps, r.predicted, strict=False):
         ax[1].semilogy(np.abs(c), label=f"k={deg}: 1/e at {st} (kernel: {pr:.0f})")
     ax[1].axhline(np.exp(-1), color="k", lw=0.5)
     ax[1].set_xlabel("GD step")

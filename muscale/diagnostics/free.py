@@ -220,7 +220,7 @@ def free_additive_cauchy(
     z = np.asarray(z, dtype=np.complex128).ravel()
     mult = np.array([m for _, m in species])[:, None]
     coef = mult.T - np.eye(len(species))  # c_kj = m_j − δ_kj
-    los, his = zip(*(mu.support for mu, _ in species))
+    los, his = zip(*(mu.support for mu, _ in species), strict=True)
     scale = start_scale or float(max(his) - min(los)) or 1.0
     eps_t = np.maximum(z.imag, 1e-300)
     w = None
@@ -231,7 +231,7 @@ def free_additive_cauchy(
 
         def resid(w, i, zz=zz):
             # r_k = w_k − z − Σ_j c_kj h_j(w_j), c_kj = m_j − δ_kj
-            h, dh = zip(*(_h_add(mu, w[k]) for k, (mu, _) in enumerate(species)))
+            h, dh = zip(*(_h_add(mu, w[k]) for k, (mu, _) in enumerate(species)), strict=True)
             h, dh = np.stack(h), np.stack(dh)
             jac = -(coef[None] * dh.T[:, None, :]) + np.eye(len(species))[None]
             return w - (zz[i] + (mult * h).sum(0) - h), jac
@@ -302,7 +302,7 @@ def free_multiplicative_eta(
     def resid(w, i):
         # r_k = log w_k − log z − Σ_j c_kj log h_j(w_j), as the log of a ratio that is 1 at
         # the solution, so no branch cut is ever crossed
-        h, dh = zip(*(_h_mult(mu, w[i]) for i, (mu, _) in enumerate(species)))
+        h, dh = zip(*(_h_mult(mu, w[i]) for i, (mu, _) in enumerate(species)), strict=True)
         h, dh = np.stack(h), np.stack(dh)
         logh = np.log(h)
         r = np.log(w * np.exp(-(np.log(z[i]) + (mult * logh).sum(0) - logh)))
@@ -330,7 +330,7 @@ def _top_edge(species: list[tuple[Measure, float]]) -> float:
         m1, m2 = (np.real(np.mean(p1 * z1 ** (-k))) for k in (1, 2))
         cv.append(m2 / m1**2 - 1.0)
     m1 = float(np.prod([mu.mean**m for mu, m in species]))
-    return float(np.e * m1 * (1.0 + sum(m * v for (_, m), v in zip(species, cv))))
+    return float(np.e * m1 * (1.0 + sum(m * v for (_, m), v in zip(species, cv, strict=True))))
 
 
 def free_multiplicative_cauchy(

@@ -10,6 +10,7 @@ with the free-probability prediction.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,14 @@ SPECTRA_COLS = [
     "stable_rank",
     "log_spectral_norm",
 ]
+
+
+#: theory entries reported as their JSON (figures: tools/make_diag_figures.py)
+THEORY_SECTIONS = {
+    "free_jacobian": "Jacobian spectra: free-probability prediction vs sampled networks",
+    "attention_ntk": "Attention NNGP/NTK: convergence to the infinite-width kernel",
+    "spectral_bias": "Spectral bias: kernel eigenvalues by spherical-harmonic degree",
+}
 
 
 def write_report(out_dir: str | Path, results: dict[str, Any], *, max_esd_plots: int = 24) -> Path:
@@ -244,6 +253,9 @@ def write_report(out_dir: str | Path, results: dict[str, Any], *, max_esd_plots:
             title="Jacobian spectrum spread vs depth",
         )
         md.append("\n![Jacobian variance](jacobian_variance.png)\n")
+    for key, title in THEORY_SECTIONS.items():
+        if key in results:
+            md.append(f"\n## {title}\n\n```json\n{json.dumps(results[key], indent=1)}\n```\n")
     path = out / "report.md"
     path.write_text("".join(md))
     return path

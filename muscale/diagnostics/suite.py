@@ -70,6 +70,10 @@ class DiagnoseOptions:
     hessian: HessianOptions = field(default_factory=HessianOptions)
     ntk: NTKOptions = field(default_factory=NTKOptions)
     jacobian: JacobianOptions = field(default_factory=JacobianOptions)
+    #: the theory entries' keyword options (documented by each entry function)
+    free_jacobian: dict[str, Any] = field(default_factory=dict)
+    attention_ntk: dict[str, Any] = field(default_factory=dict)
+    spectral_bias: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DiagnoseOptions:
@@ -276,12 +280,39 @@ def jacobian(src: Source | None, opts: DiagnoseOptions) -> list[dict[str, Any]]:
     return [r.to_dict() for r in rows]
 
 
+def free_jacobian(src: Source | None, opts: DiagnoseOptions) -> dict[str, Any]:
+    """Jacobian singular-value spectra predicted by free multiplicative convolution vs
+    sampled networks (:func:`muscale.diagnostics.free_jacobian.free_jacobian_entry`)."""
+    from muscale.diagnostics.free_jacobian import free_jacobian_entry
+
+    return free_jacobian_entry({"seed": int(opts.seed), **opts.free_jacobian})
+
+
+def attention_ntk(src: Source | None, opts: DiagnoseOptions) -> dict[str, Any]:
+    """Infinite-width attention NNGP/NTK and the empirical kernel's convergence with width
+    (:func:`muscale.diagnostics.ntk_attention.attention_ntk_entry`)."""
+    from muscale.diagnostics.ntk_attention import attention_ntk_entry
+
+    return attention_ntk_entry(dict(opts.attention_ntk))
+
+
+def spectral_bias(src: Source | None, opts: DiagnoseOptions) -> dict[str, Any]:
+    """ReLU-NTK vs Gaussian-kernel eigenvalues by spherical-harmonic degree
+    (:func:`muscale.diagnostics.spectral_bias.spectral_bias_entry`)."""
+    from muscale.diagnostics.spectral_bias import spectral_bias_entry
+
+    return spectral_bias_entry(dict(opts.spectral_bias))
+
+
 #: name -> (function, whether it needs a checkpoint); results come in this order
 DIAGNOSTICS: dict[str, tuple[Callable[[Source | None, DiagnoseOptions], Any], bool]] = {
     "spectra": (spectra, True),
     "hessian": (hessian, True),
     "ntk": (ntk, True),
     "jacobian": (jacobian, False),
+    "free_jacobian": (free_jacobian, False),
+    "attention_ntk": (attention_ntk, False),
+    "spectral_bias": (spectral_bias, False),
 }
 
 

@@ -103,8 +103,8 @@ def run_local(
 ) -> tuple[SweepConfig, dict[str, tuple[Trial, float]]]:
     """A whole sweep in this process (no Hydra job per trial): same planner, store rows,
     run directories (``runs/<run_id>``) and resume behaviour as ``muscale sweep``."""
-    from muscale.hydra_app import compose
     from muscale.config import to_dict
+    from muscale.hydra_app import compose
     from muscale.sweep.job import run_trial
     from muscale.sweep.store import Store
     from muscale.sweep.strategy import planner
