@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from muscale.coord.fit import CoordReport
+from muscale.coord.verdict import CoordReport
 
 
 class CoordCheckFailed(AssertionError):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from muscale.cli.main import main as cli
-from muscale.coord.fit import fit_slopes, report
+from muscale.coord.verdict import fit_slopes, report
 from muscale.coord.points import Point, resolve_points
 from muscale.coord.record import Recorder, attention_logits
 from muscale.coord.run import CoordData, validate

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from muscale.coord.fit import CoordReport, report
+from muscale.coord.verdict import CoordReport, report
 from muscale.coord.points import PointsSpec
 from muscale.coord.run import Batch, Factory, collect, config_factory, synthetic_batch
 
@@ -40,7 +40,7 @@ def coord_check(
     ``loss(output, target)`` defaults to cross-entropy. ``points``: module names (or
     ``{name: kind}``) for non-muscale models. ``expect``: the table to judge against
     (``"mup"``, ``"sp"``, ``"ntk"``; depth mode ``"alpha=0"``, ``"alpha=0.5"``,
-    ``"alpha=1"``); default: what the plan claims. See :mod:`muscale.coord.fit`.
+    ``"alpha=1"``); default: what the plan claims. See :mod:`muscale.coord.verdict`.
     """
     data = collect(
         factory,
