@@ -178,6 +178,7 @@ def collect(
     losses = np.full((n_sizes, seeds, steps + 1), np.nan)
     pts_ref: list[Point] | None = None
     plans: list[Plan | None] = []
+    opt_family: str | None = None
     t0 = time.perf_counter()
     for si, size in enumerate(sizes):
         for seed in range(seeds):
@@ -196,6 +197,7 @@ def collect(
                         f"({[p.label for p in pts]}) than the first one"
                     )
                 opt = _optimizer(optimizer, model, plan)
+                opt_family = opt_family or optimizer_family(opt)
                 stats, ls = train_and_record(model, opt, batch, loss_fn, pts, steps)
             st = stats.double().cpu().numpy()
             assert level is not None and change is not None
@@ -204,7 +206,7 @@ def collect(
             del model, opt
     assert pts_ref is not None and level is not None and change is not None
     plan0 = next((p for p in plans if p is not None), None)
-    family = plan0.optim_family if plan0 is not None else _family_of(optimizer)
+    family = plan0.optim_family if plan0 is not None else (opt_family or "adam")
     return CoordData(
         axis=axis,
         sizes=[int(s) for s in sizes],
@@ -221,10 +223,11 @@ def collect(
     )
 
 
-def _family_of(recipe: Any) -> str:
-    if isinstance(recipe, OptimConfig):
-        return recipe.rule_family
-    return "adam"
+def optimizer_family(opt: torch.optim.Optimizer) -> str:
+    """The rule-table column of a built optimizer without a plan: ``sgd`` for
+    ``torch.optim.SGD`` and its subclasses (mup's ``MuSGD`` builds one), else ``adam``
+    (adaptive: Adam, AdamW and the like)."""
+    return "sgd" if isinstance(opt, torch.optim.SGD) else "adam"
 
 
 def validate(sizes: Sequence[int], steps: int, seeds: int, axis: str = "width") -> None:

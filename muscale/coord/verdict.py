@@ -1,33 +1,39 @@
-r"""Slopes of log2(statistic) against log2(size), and verdicts against each scheme's table.
+r"""Slopes of log2(statistic) against log2(size) with intervals, and a three-way verdict.
 
-For every hooked module, step ``t`` and statistic (level ``A_t``, change ``D_t``), the slope
-is the least-squares fit of :math:`\log_2 \bar S(n)` on :math:`\log_2 n`, where
-:math:`\bar S` is the statistic averaged over seeds *before* the log (the design doc).
+**Slopes.** For every hooked module, step ``t`` and statistic (level :math:`A_t`, change
+:math:`D_t`), each seed's slope is the least-squares fit of :math:`\log_2 S(n)` on
+:math:`\log_2 n`; the estimate is their mean over seeds. Its uncertainty comes from the seeds
+(each width's model is a fresh random draw): the standard error is the seed spread over
+:math:`\sqrt{S}`, moderated towards the spread pooled over the same kind of module and
+statistic at all steps (an empirical-Bayes variance, Smyth 2004, so two seeds give a usable
+interval). With one seed the spread comes from the residuals of the fit over widths.
 
-Expected slopes come from the first-step analysis of TP4/TP5 (Yang & Hu 2021; Yang et al.
-2022, Table 3 and §D.1): a scheme is summarised, per kind of module, by the width exponent of
-its level at init and of its change after an update. The level at ``t ≥ 1`` is
-:math:`x_0 + \Delta x_t`, so its slope lies between the init exponent and the change
-exponent (it equals the init exponent when the change is the smaller of the two).
+**Expectations** come from the first-step analysis of TP4/TP5 (Yang & Hu 2021; Yang et al.
+2022, Table 3 and §D.1): per kind of module, the width exponent of its level at init and of
+its change after an update. Under μP both are 0 (Θ(1)) for every module; the logits and
+attention logits have an init exponent −½ when they are not zero-initialised. The level at
+:math:`t \ge 1` is :math:`x_0 + \Delta x_t` and lies between the two exponents.
 
-* μP (Adam and SGD): every level and change is Θ(1) — slope 0. The only non-flat μP slopes
-  are the init levels of the logits and attention logits (Θ(n^-1/2) when they are not
-  zero-initialised; with muscale's default zero init they are identically 0 and skipped).
-* SP: Adam's normalised update moves every hidden layer by η·n (change slope +1, logits
-  too); SGD's moves hidden features by n^+1/2, logits by n^+1 and embeddings by n^-1/2
-  (TP4 §5, the instability of SP at a fixed LR).
-* NTK (muscale's folded form: LR/m on fan-in layers): with SGD, feature updates vanish like
-  n^-1/2 (embedding, hidden, branches) while the logits move Θ(1) — the kernel regime in
-  which feature learning vanishes (TP4 Thm. 5.4). With Adam the folded NTK behaves like SP
-  with per-layer LRs (Everett et al. 2024): features move Θ(1), logits grow like n^+1/2.
+**Bands** = theory ± a finite-width allowance measured on correct models
+(``tools/calibrate_coord_check.py``; ``docs/coord_check.md`` has the table). At finite width a
+Θ(1) statistic is a coherent Θ(1) part plus an incoherent part that decays like
+:math:`n^{-1/2}`, so measured μP slopes sit between −½ and 0 and drift upward by up to ~0.2
+(measured); the allowance is 0.3 either way. Attention logits are the extreme case: their
+Θ(1) part needs head_dim ≫ the number of keys an update mixes, so at CPU widths they sit at
+−0.1..−0.4 with Adam and about −0.9 with SGD in the first steps; theory bounds them from
+above by 0, so their upper edge is tight (+0.05) and their lower edge loose.
 
-Depth mode (slope against log2 depth at fixed width; TP6, Yang et al. 2023; Bordelon et al.
-2023): with a branch multiplier L^-alpha, alpha in {1/2, 1}, and the matching LR rule the
-residual stream's level and change are Θ(1) in depth; with alpha = 0 (no depth rule) the
-stream's level grows like L^1/2 at init and a step moves it by Θ(L).
+**Verdict** per module, statistic and step, against the band ``[lo, hi]``:
 
-Finite-size bias measured on small models is up to ±0.1 (the design doc), and slopes of
-wrong parametrizations differ by multiples of 1/2, so μP passes within ±0.2 (``TOL``).
+* PASS when the 90 % interval lies inside the band (two one-sided tests at 5 %, the
+  equivalence test of Schuirmann 1987);
+* FAIL when the interval at the family-wise level (Bonferroni over every judged entry, so
+  a correct model is FAILED with probability < 5 % overall) lies entirely outside it;
+* INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide.
+
+The run is FAILED if any entry fails, PASSED if every judged entry passes, else
+INCONCLUSIVE. Depth mode (slope against log2 depth; TP6, Yang et al. 2023; Bordelon et al.
+2023; CompleteP, Dey et al. 2025) uses the same machinery with its own tables.
 """
 
 from __future__ import annotations
@@ -37,49 +43,53 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats as sps
 
 from muscale.coord.run import CoordData
 from muscale.errors import UserError
 
+STATUSES = ("pass", "fail", "inconclusive")
+#: PASS: two one-sided tests at 5 % each (Schuirmann 1987), i.e. the 90 % interval lies
+#: inside the band; FAIL: the interval at family-wise 95 % (Bonferroni) lies outside it
+PASS_CONFIDENCE = 0.90
+FAIL_CONFIDENCE = 0.95
+#: most degrees of freedom the pooled seed spread lends an entry (variance moderation); the
+#: pool's entries (steps of one module) are correlated, so its nominal df is capped
+PRIOR_DF = 10
+
 
 @dataclass(frozen=True)
 class Sig:
-    """Width (or depth) exponents of one kind of module: level at init, change after steps.
+    """Width (or depth) exponents of one kind of module and the allowance around them.
 
-    ``None``: no expectation (reported, not judged). ``below`` widens the change's band
-    downwards (a finite-size allowance, see μP's attention logits)."""
+    ``init``/``change``: exponent of the level at init and of the change after a step
+    (``None``: not judged). ``down``/``up``: how far below/above the exponent a correct
+    model's finite-size slope may lie (measured; see the module docstring)."""
 
     init: float | None
     change: float | None
-    below: float = 0.0
+    down: float = 0.3
+    up: float = 0.3
+    init_hi: float | None = None  # theory's upper exponent of the init level (default init)
 
 
-def _table(
-    init: float,
-    change: dict[str, float | None],
-    *,
-    init_over: dict | None = None,
-    below: float = 0.0,
+_KINDS = ("embed", "attn_logits", "attn_out", "mlp_out", "residual", "hidden", "logits")
+
+
+def _mup(attn_down: float) -> dict[str, Sig]:
+    flat = {k: Sig(0.0, 0.0) for k in _KINDS}
+    # a non-zero readout's init term W0·Δx adds an incoherent n^-1/2 part to the change
+    # a random readout's logits are Θ(n^-1/2) at init, a bias or the input term makes them Θ(1)
+    flat["logits"] = Sig(-0.5, 0.0, down=0.5, init_hi=0.0)
+    flat["attn_logits"] = Sig(-0.5, 0.0, down=attn_down, up=0.05)
+    return flat
+
+
+def _signature(
+    embed: float, hidden: float, logits: float, attn: float | None, *, down: float, up: float
 ) -> dict[str, Sig]:
-    inits = {k: init for k in change} | (init_over or {})
-    return {k: Sig(inits[k], v, below=below if (v or 0) > 0 else 0.0) for k, v in change.items()}
-
-
-_FLAT = dict.fromkeys(
-    ("embed", "attn_logits", "attn_out", "mlp_out", "residual", "hidden", "logits"), 0.0
-)
-_MUP = _table(0.0, _FLAT, init_over={"logits": -0.5, "attn_logits": -0.5})
-#: μP attention logits q·k/d are Θ(1) after training only once head_dim ≫ the number of keys
-#: a query's update mixes; below that their incoherent n^-1/2 part still shows (measured
-#: -0.12..-0.28 with Adam, about -0.8 with SGD, at widths 64-512 and 16-32 tokens). The lower
-#: edge is therefore loose (-0.5 Adam, -1.0 SGD); the broken 1/sqrt(d) scale adds +1/2 and is
-#: caught by the upper edge.
-_MUP_ADAM = {**_MUP, "attn_logits": Sig(-0.5, 0.0, below=0.3)}
-_MUP_SGD = {**_MUP, "attn_logits": Sig(-0.5, 0.0, below=0.8)}
-
-
-def _hidden(embed: float, hidden: float, logits: float, attn: float | None) -> dict:
-    return {
+    """A scheme whose levels start flat and whose changes grow/shrink with the exponents."""
+    ch = {
         "embed": embed,
         "attn_logits": attn,
         "attn_out": hidden,
@@ -88,24 +98,27 @@ def _hidden(embed: float, hidden: float, logits: float, attn: float | None) -> d
         "hidden": hidden,
         "logits": logits,
     }
+    return {k: Sig(0.0, v, down=down, up=up) for k, v in ch.items()}
 
 
-#: (expectation name, optimizer family) -> kind -> exponents
+#: (expectation, optimizer family) -> kind -> exponents and allowance
 WIDTH_EXPECT: dict[tuple[str, str], dict[str, Sig]] = {
-    ("mup", "adam"): _MUP_ADAM,
-    ("mup", "sgd"): _MUP_SGD,
-    # SP's blow-ups saturate once the (memorised) batch's loss falls: growth allowance 1/2
-    ("sp", "adam"): _table(0.0, _hidden(0.0, 1.0, 1.0, 1.0), below=0.5),
-    ("sp", "sgd"): _table(0.0, _hidden(-0.5, 0.5, 1.0, None), below=0.5),
-    ("ntk", "adam"): _table(0.0, _hidden(0.0, 0.0, 0.5, None)),
-    ("ntk", "sgd"): _table(0.0, _hidden(-0.5, -0.5, 0.0, None)),
+    # attention logits measured -0.1..-0.4 (Adam) and -0.86..-0.93 (SGD) on correct models
+    ("mup", "adam"): _mup(attn_down=0.8),
+    ("mup", "sgd"): _mup(attn_down=1.3),
+    # SP's blow-ups saturate once the (memorised) batch's loss falls: wide allowance below
+    ("sp", "adam"): _signature(0.0, 1.0, 1.0, 1.0, down=1.0, up=0.5),
+    ("sp", "sgd"): _signature(-0.5, 0.5, 1.0, None, down=1.0, up=0.5),
+    ("ntk", "adam"): _signature(0.0, 0.0, 0.5, None, down=0.5, up=0.3),
+    ("ntk", "sgd"): _signature(-0.5, -0.5, 0.0, None, down=0.3, up=0.3),
 }
 
+#: depth-stable rules: finite-depth drift measured up to -0.24 (CompleteP, depths 2-8)
 _DEPTH_STABLE = {
-    "embed": Sig(0.0, 0.0),
-    "residual": Sig(0.0, 0.0),
-    "hidden": Sig(0.0, 0.0),
-    "logits": Sig(None, 0.0),
+    "embed": Sig(0.0, 0.0, down=0.4, up=0.4),
+    "residual": Sig(0.0, 0.0, down=0.4, up=0.4),
+    "hidden": Sig(0.0, 0.0, down=0.4, up=0.4),
+    "logits": Sig(None, 0.0, down=0.4, up=0.4),
     "attn_logits": Sig(None, None),
     "attn_out": Sig(None, None),
     "mlp_out": Sig(None, None),
@@ -113,9 +126,9 @@ _DEPTH_STABLE = {
 _DEPTH_GROWS = {
     **_DEPTH_STABLE,
     # pre-norm GPT: level ~ sqrt(L), change ~ L; an un-normalised residual MLP grows
-    # geometrically in L (measured +1.3 / +1.7 over depths 2-16), so the band is wide
-    "residual": Sig(1.0, 1.5),
-    "hidden": Sig(1.0, 1.5),
+    # geometrically in L (measured +0.8 / +1.7 over depths 2-16), so the band is wide
+    "residual": Sig(1.0, 1.5, down=0.8, up=0.8),
+    "hidden": Sig(1.0, 1.5, down=0.8, up=0.8),
     "logits": Sig(None, None),
 }
 #: depth-mode expectations, by the claimed branch exponent alpha (both families)
@@ -123,18 +136,6 @@ DEPTH_EXPECT: dict[str, dict[str, Sig]] = {
     "alpha=0": _DEPTH_GROWS,
     "alpha=0.5": _DEPTH_STABLE,
     "alpha=1": _DEPTH_STABLE,
-}
-
-#: slope tolerance per expectation: μP's from the design doc; SP/NTK/alpha=0 describe
-#: blow-ups whose measured slopes saturate as the loss falls, so their bands are wider; the
-#: depth rules at depths 2-16 show finite-depth drift up to ±0.25 (measured, residual MLP)
-TOL: dict[str, float] = {
-    "mup": 0.2,
-    "ntk": 0.3,
-    "sp": 0.5,
-    "alpha=0": 0.8,
-    "alpha=0.5": 0.3,
-    "alpha=1": 0.3,
 }
 
 #: what a scheme's signature means, for the verdict line
@@ -152,29 +153,51 @@ DESCRIBE: dict[str, str] = {
 
 @dataclass(kw_only=True)
 class Slope:
+    """One judged entry: a module's statistic at one step, with its interval and verdict.
+
+    ``slope``: mean of the per-seed slopes; ``half``/``half_fail``: half-widths of the PASS
+    (90 %) and FAIL (family-wise 95 %) intervals; ``lo``/``hi``: the band; ``status``: pass,
+    fail, inconclusive, or None (not judged)."""
+
     module: str
     kind: str
     step: int
     stat: str  # "level" | "change"
     slope: float
-    expected: float | None = None  # point expectation (None when a band or none)
-    lo: float | None = None  # allowed band, tolerance included
+    se: float = float("nan")
+    df: float = 0.0
+    half: float = float("nan")
+    half_fail: float = float("nan")
+    expected: float | None = None  # point expectation (None when a crossover band or none)
+    lo: float | None = None
     hi: float | None = None
-    ok: bool | None = None  # None: not judged
+    status: str | None = None
+    seed_slopes: list[float] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool | None:
+        """True: passed; False: failed; None: inconclusive or not judged."""
+        return {"pass": True, "fail": False}.get(self.status or "")
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
-        d["slope"] = _num(self.slope)
+        for k in ("slope", "se", "half", "half_fail"):
+            d[k] = _num(d[k])
+        d["seed_slopes"] = [_num(v) for v in self.seed_slopes]
+        d["range"] = [self.lo, self.hi]
+        d["interval"] = [_num(self.slope - self.half), _num(self.slope + self.half)]
         return d
 
 
 @dataclass(kw_only=True)
 class CoordReport:
-    """Slopes, the verdict against ``expect`` and the best-matching signature."""
+    """Slopes with intervals, the three-way verdict against ``expect``, the closest
+    signature. ``asked``: whether ``expect`` was given (else the plan's own claim)."""
 
     data: CoordData
     expect: str
-    tol: float
+    asked: bool
+    tol: float | None
     slopes: list[Slope]
     skipped: list[dict[str, Any]]
     signature: str
@@ -183,44 +206,70 @@ class CoordReport:
 
     @property
     def failures(self) -> list[Slope]:
-        return [s for s in self.slopes if s.ok is False]
+        return [s for s in self.slopes if s.status == "fail"]
+
+    @property
+    def undecided(self) -> list[Slope]:
+        return [s for s in self.slopes if s.status == "inconclusive"]
+
+    @property
+    def status(self) -> str:
+        """``pass``, ``fail`` or ``inconclusive`` (nothing judged is inconclusive)."""
+        if self.failures:
+            return "fail"
+        if self.undecided or not any(s.status == "pass" for s in self.slopes):
+            return "inconclusive"
+        return "pass"
 
     @property
     def passed(self) -> bool:
-        return not self.failures and any(s.ok for s in self.slopes)
+        return self.status == "pass"
+
+    def question(self) -> str:
+        """What was asked, in words (the summary must say it)."""
+        if self.asked:
+            return f"is this model {self.expect!r}? (expect={self.expect} given)"
+        return (
+            f"does the model behave as its own plan claims ({self.expect!r})? — no expect= "
+            f"given; pass expect=mup to ask whether it is μP"
+        )
 
     def verdict(self) -> str:
-        """One paragraph: pass/fail against the claim, what fails, which signature fits."""
-        head = (
-            f"{'PASSED' if self.passed else 'FAILED'}: coordinate check over {self.data.axis}s "
-            f"{self.data.sizes} against the {self.expect!r} expectation (±{self.tol:g})."
-        )
-        lines = [head]
+        """One paragraph: what was asked, the answer, what decides it, the closest signature."""
+        d = self.data
+        word = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}[self.status]
+        lines = [
+            f"{word}: coordinate check over {d.axis}s {d.sizes} ({d.seeds} seed(s), "
+            f"{d.steps} step(s)) — asked: {self.question()}."
+        ]
         if self.failures:
-            lines.append("Off the expectation: " + offenders(self.failures) + ".")
+            lines.append("Clearly off the expectation: " + offenders(self.failures) + ".")
+        elif self.status == "inconclusive":
+            lines.append(
+                "Inconclusive: add seeds or widths. Undecided: "
+                + offenders(self.undecided)
+                + ". "
+                + self.advice()
+            )
         lines.append(
             f"Measured slopes match the {self.signature!r} signature: {DESCRIBE[self.signature]}."
         )
         return " ".join(lines + self.notes)
 
+    def advice(self) -> str:
+        """Which seeds, widths or steps would decide the undecided entries."""
+        return advice(self.undecided, self.data)
+
     def to_json(self) -> dict[str, Any]:
         d = self.data
         return {
+            "status": self.status,
             "passed": self.passed,
-            "slopes": [
-                {
-                    "module": s.module,
-                    "step": s.step,
-                    "stat": s.stat,
-                    "slope": _num(s.slope),
-                    "kind": s.kind,
-                    "expected": s.expected,
-                    "range": [s.lo, s.hi],
-                    "ok": s.ok,
-                }
-                for s in self.slopes
-            ],
+            "asked": self.asked,
+            "question": self.question(),
+            "slopes": [s.to_json() for s in self.slopes],
             "failures": [s.to_json() for s in self.failures],
+            "inconclusive": [s.to_json() for s in self.undecided],
             "expect": self.expect,
             "tol": self.tol,
             "signature": self.signature,
@@ -242,23 +291,76 @@ class CoordReport:
 
 
 def _num(x: float) -> float | None:
-    return None if not math.isfinite(x) else round(float(x), 4)
+    return None if x is None or not math.isfinite(x) else round(float(x), 4)
 
 
-def offenders(failures: list[Slope], limit: int = 12) -> str:
-    """``module (kind) stat slope at steps [..]``, grouped per module and statistic."""
+def _fmt(x: float) -> str:
+    return f"{x:+.3g}" if math.isfinite(x) else "nan"
+
+
+def offenders(entries: list[Slope], limit: int = 8) -> str:
+    """``module (kind) stat slope ±half at step t (band [lo, hi])``, the worst step per
+    module and statistic."""
     groups: dict[tuple[str, str, str], list[Slope]] = {}
-    for s in failures:
+    for s in entries:
         groups.setdefault((s.module, s.kind, s.stat), []).append(s)
     parts = []
     for (mod, kind, stat), ss in list(groups.items())[:limit]:
+        w = max(ss, key=lambda s: _outside(s))
         steps = ",".join(str(s.step) for s in ss)
-        vals = ",".join(f"{s.slope:+.2f}" if math.isfinite(s.slope) else "nan" for s in ss)
-        want = ss[0].expected
-        want_s = f"{want:+.1f}" if want is not None else f"[{ss[0].lo:+.1f},{ss[0].hi:+.1f}]"
-        parts.append(f"{mod} ({kind}) {stat} slope {vals} at step {steps} (want {want_s})")
+        parts.append(
+            f"{mod} ({kind}) {stat} slope {_fmt(w.slope)} ±{w.half:.2g} at step {w.step} "
+            f"(band [{w.lo:+.2g}, {w.hi:+.2g}]; steps {steps})"
+        )
     more = len(groups) - limit
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+
+
+def _outside(s: Slope) -> float:
+    if s.lo is None or s.hi is None or not math.isfinite(s.slope):
+        return math.inf
+    return max(s.lo - s.slope, s.slope - s.hi)
+
+
+def advice(entries: list[Slope], data: CoordData) -> str:
+    """Seeds (same widths) or widths (same seeds) that would shrink every undecided
+    interval below its distance to the nearer band edge; steps help only when the
+    statistic exists at one step."""
+    if not entries:
+        return ""
+    seeds_needed, octaves_needed = data.seeds, 0
+    x = np.log2(np.asarray(data.sizes, float))
+    sxx = float(np.sum((x - x.mean()) ** 2))
+    for s in entries:
+        if s.lo is None or s.hi is None or not math.isfinite(s.se) or s.se <= 0:
+            continue
+        inside = s.lo <= s.slope <= s.hi
+        gap = min(abs(s.slope - s.lo), abs(s.slope - s.hi))
+        if gap <= 1e-3:
+            continue
+        # to PASS the 90 % interval must shrink below the gap, to FAIL the family-wise one;
+        # the half-width goes like 1/sqrt(seeds) and like 1/sqrt(Sxx) of the log2 widths
+        need = (s.half if inside else s.half_fail) / gap
+        seeds_needed = max(seeds_needed, data.seeds + 1, math.ceil(data.seeds * need**2))
+        k, xs = 0, list(x)
+        while k < 6:
+            k += 1
+            xs.append(xs[-1] + 1.0)
+            arr = np.asarray(xs)
+            if need * math.sqrt(sxx / float(np.sum((arr - arr.mean()) ** 2))) < 1.0:
+                break
+        octaves_needed = max(octaves_needed, k)
+    top = data.sizes[-1] * 2**octaves_needed
+    name = "widths" if data.axis == "width" else "depths"
+    parts = [f"seeds={min(seeds_needed, 64)} (same {name})"]
+    if octaves_needed:
+        parts.append(f"{name} up to {top} (same seeds)")
+    one_step = [s for s in entries if s.stat == "change" and data.steps <= 2]
+    if one_step:
+        parts.append(f"steps={data.steps + 2} (the changes exist from step 1 or 2 on)")
+    span = data.sizes[-1] / data.sizes[0]
+    tail = f" The widths span only {span:g}x; 4x or more is needed." if span < 4 else ""
+    return "Would decide: " + ", or ".join(parts) + "." + tail
 
 
 def expectation_name(data: CoordData, expect: str | None) -> str:
@@ -290,76 +392,169 @@ def table_for(name: str, axis: str, family: str) -> dict[str, Sig]:
     return DEPTH_EXPECT[name] if axis == "depth" else WIDTH_EXPECT[(name, family)]
 
 
-def band(sig: Sig, stat: str, step: int, tol: float) -> tuple[float | None, float, float] | None:
-    """(point expectation or None, lo, hi) for one statistic; None when not judged."""
+def band(
+    sig: Sig, stat: str, step: int, tol: float | None = None
+) -> tuple[float | None, float, float] | None:
+    """(point expectation or None, lo, hi) for one statistic; None when not judged.
+    ``tol`` replaces both allowances."""
+    down, up = (sig.down, sig.up) if tol is None else (tol, tol)
     if stat == "change":
         if sig.change is None:
             return None
-        return sig.change, sig.change - tol - sig.below, sig.change + tol
+        return sig.change, sig.change - down, sig.change + up
     if sig.init is None:
         return None
-    if step == 0 or sig.change is None or sig.change <= sig.init:
-        return sig.init, sig.init - tol, sig.init + tol
-    # x_t = x_0 + Δx_t with a faster-growing change: the level crosses over between them
-    return None, min(sig.init, sig.change - sig.below) - tol, sig.change + tol
+    top = sig.init if sig.init_hi is None else sig.init_hi
+    if step == 0 or sig.change is None or sig.change == sig.init:
+        return (sig.init if top == sig.init else None), sig.init - down, top + up
+    # x_t = x_0 + Δx_t: the level crosses over between the two exponents
+    lo, hi = min(sig.init, sig.change), max(top, sig.change)
+    return None, lo - down, hi + up
 
 
-def fit_slopes(data: CoordData) -> tuple[list[Slope], list[dict[str, Any]]]:
-    """Seed-averaged least-squares slopes; skips statistics that cannot be logged."""
-    level, change = data.mean_over_seeds()
+def _ols(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes of every column of ``y`` (sizes, k) on ``x`` and their OLS variances."""
+    xc = x - x.mean()
+    sxx = float(xc @ xc)
+    b = xc @ (y - y.mean(axis=0)) / sxx
+    resid = y - y.mean(axis=0) - np.outer(xc, b)
+    dof = len(x) - 2
+    var = (resid**2).sum(axis=0) / dof / sxx if dof > 0 else np.full(b.shape, np.nan)
+    return b, var
+
+
+@dataclass
+class _Entry:
+    j: int
+    t: int
+    stat: str
+    b: np.ndarray  # per-seed slopes
+    se2: float  # squared standard error of the mean slope (nan: none)
+    df: float
+
+
+def _entries(data: CoordData) -> tuple[list[_Entry], list[dict[str, Any]]]:
     x = np.log2(np.asarray(data.sizes, dtype=float))
-    slopes: list[Slope] = []
+    out: list[_Entry] = []
     skipped: list[dict[str, Any]] = []
     for j, p in enumerate(data.points):
         for t in range(data.steps + 1):
-            for stat, arr in (("level", level), ("change", change)):
+            for stat, arr in (("level", data.level), ("change", data.change)):
                 if stat == "change" and t == 0:
                     continue  # D_0 = 0 by definition
-                y = arr[:, j, t]
+                y = arr[:, :, j, t]  # (sizes, seeds)
+                why = None
                 if np.all(y == 0.0):
-                    skipped.append(
-                        {
-                            "module": p.label,
-                            "step": t,
-                            "stat": stat,
-                            "reason": "identically 0 at every size (zero init)",
-                        }
-                    )
+                    why = "identically 0 at every size (zero init)"
+                elif np.all(np.isfinite(y)) and np.any(y <= 0.0):
+                    why = "0 at some sizes or seeds but not all"
+                if why:
+                    skipped.append({"module": p.label, "step": t, "stat": stat, "reason": why})
                     continue
                 if not np.all(np.isfinite(y)):
-                    slope = float("nan")
-                elif np.any(y <= 0.0):
-                    skipped.append(
-                        {
-                            "module": p.label,
-                            "step": t,
-                            "stat": stat,
-                            "reason": "0 at some sizes but not all",
-                        }
-                    )
+                    b = np.full(y.shape[1], np.nan)
+                    out.append(_Entry(j, t, stat, b, float("nan"), 0.0))
                     continue
+                b, var = _ols(x, np.log2(y))
+                s = len(b)
+                if s >= 2:
+                    se2, df = float(np.var(b, ddof=1)) / s, float(s - 1)
                 else:
-                    slope = float(np.polyfit(x, np.log2(y), 1)[0])
-                slopes.append(Slope(module=p.label, kind=p.kind, step=t, stat=stat, slope=slope))
+                    se2, df = float(var[0]), float(len(x) - 2)
+                out.append(_Entry(j, t, stat, b, se2, df if math.isfinite(se2) else 0.0))
+    return out, skipped
+
+
+def _moderate(entries: list[_Entry], data: CoordData) -> list[tuple[float, float]]:
+    """(se, df) per entry: its own seed spread shrunk towards the spread pooled over the
+    same kind and statistic (Smyth 2004's moderated variance, prior df = ``PRIOR_DF``)."""
+    pool: dict[tuple[str, str], tuple[float, float]] = {}
+    for e in entries:
+        if e.df > 0:
+            key = (data.points[e.j].kind, e.stat)
+            num, den = pool.get(key, (0.0, 0.0))
+            pool[key] = (num + e.df * e.se2, den + e.df)
+    out = []
+    for e in entries:
+        num, den = pool.get((data.points[e.j].kind, e.stat), (0.0, 0.0))
+        if den == 0.0:
+            out.append((float("nan"), 0.0))
+            continue
+        prior_df = min(float(PRIOR_DF), den)
+        prior = num / den
+        own = e.se2 if e.df > 0 else 0.0
+        se2 = (e.df * own + prior_df * prior) / (e.df + prior_df)
+        out.append((math.sqrt(se2), e.df + prior_df))
+    return out
+
+
+def fit_slopes(data: CoordData) -> tuple[list[Slope], list[dict[str, Any]]]:
+    """Per-step slopes (mean over seeds) with their standard errors; skips statistics that
+    cannot be logged. Not judged (see :func:`judge`)."""
+    entries, skipped = _entries(data)
+    slopes = []
+    for e, (se, df) in zip(entries, _moderate(entries, data), strict=True):
+        p = data.points[e.j]
+        slopes.append(
+            Slope(
+                module=p.label,
+                kind=p.kind,
+                step=e.t,
+                stat=e.stat,
+                slope=float(np.mean(e.b)),
+                se=se,
+                df=df,
+                seed_slopes=[float(v) for v in e.b],
+            )
+        )
     return slopes, skipped
 
 
-def judge(slopes: list[Slope], table: dict[str, Sig], tol: float) -> list[Slope]:
-    """Copies of ``slopes`` with ``expected``/``lo``/``hi``/``ok`` against ``table``."""
+def _quantile(conf: float, df: float) -> float:
+    q = 0.5 + conf / 2
+    return float(sps.t.ppf(q, df)) if df > 0 else math.inf
+
+
+def judge(slopes: list[Slope], table: dict[str, Sig], tol: float | None = None) -> list[Slope]:
+    """Copies of ``slopes`` with band, intervals and status against ``table``."""
     out = []
-    for s in slopes:
-        b = band(table[s.kind], s.stat, s.step, tol)
+    bands = [band(table[s.kind], s.stat, s.step, tol) for s in slopes]
+    n_judged = max(1, sum(b is not None for b in bands))
+    fail_conf = 1.0 - (1.0 - FAIL_CONFIDENCE) / n_judged  # Bonferroni
+    for s, b in zip(slopes, bands, strict=True):
+        d = asdict(s)
         if b is None:
-            out.append(Slope(**{**asdict(s), "expected": None, "lo": None, "hi": None, "ok": None}))
+            out.append(Slope(**{**d, "expected": None, "lo": None, "hi": None, "status": None}))
             continue
         want, lo, hi = b
-        ok = bool(math.isfinite(s.slope) and lo <= s.slope <= hi)
-        out.append(Slope(**{**asdict(s), "expected": want, "lo": lo, "hi": hi, "ok": ok}))
+        half = _quantile(PASS_CONFIDENCE, s.df) * s.se if math.isfinite(s.se) else math.inf
+        half_fail = _quantile(fail_conf, s.df) * s.se if math.isfinite(s.se) else math.inf
+        if not math.isfinite(s.slope):
+            status = "fail"  # a run diverged
+        elif lo <= s.slope - half and s.slope + half <= hi:
+            status = "pass"
+        elif s.slope - half_fail > hi or s.slope + half_fail < lo:
+            status = "fail"
+        else:
+            status = "inconclusive"
+        out.append(
+            Slope(
+                **{
+                    **d,
+                    "expected": want,
+                    "lo": lo,
+                    "hi": hi,
+                    "half": half,
+                    "half_fail": half_fail,
+                    "status": status,
+                }
+            )
+        )
     return out
 
 
 def distance(slopes: list[Slope], table: dict[str, Sig]) -> float:
-    """RMS distance of the measured slopes to a table's band centres (judged entries only)."""
+    """RMS distance of the measured slopes to a table's bands (judged entries only)."""
     errs = []
     for s in slopes:
         b = band(table[s.kind], s.stat, s.step, 0.0)
@@ -371,12 +566,14 @@ def distance(slopes: list[Slope], table: dict[str, Sig]) -> float:
 
 
 def report(data: CoordData, *, expect: str | None = None, tol: float | None = None) -> CoordReport:
-    """Fit, judge against ``expect`` (default: the scheme/alpha the run's plan claims) with
-    tolerance ``tol`` (default ``TOL[expect]``), and find the closest signature."""
+    """Fit, judge against ``expect`` (default: the scheme/alpha the run's plan claims) and
+    find the closest signature. ``tol`` replaces the calibrated allowances of every band
+    (default: the tables' own, see :data:`WIDTH_EXPECT`)."""
     name = expectation_name(data, expect)
-    tol = TOL[name] if tol is None else float(tol)
-    if not tol >= 0:
-        raise UserError(f"tol={tol!r}: must be >= 0")
+    if tol is not None:
+        tol = float(tol)
+        if not tol >= 0:
+            raise UserError(f"tol={tol!r}: must be >= 0")
     raw, skipped = fit_slopes(data)
     judged = judge(raw, table_for(name, data.axis, data.family), tol)
     names = list(DEPTH_EXPECT) if data.axis == "depth" else ["mup", "ntk", "sp"]
@@ -393,6 +590,7 @@ def report(data: CoordData, *, expect: str | None = None, tol: float | None = No
     return CoordReport(
         data=data,
         expect=name,
+        asked=expect is not None,
         tol=tol,
         slopes=judged,
         skipped=skipped,
