@@ -333,7 +333,11 @@ def broken_cases(full: bool = False) -> list[Case]:
     32-256), and with ``full`` at 2 and 5 seeds too."""
     cases: list[Case] = []
     for opt in ("adam", "adamw", "sgd"):
-        for model, sizes in (("mlp", _range(64, 8)), ("gpt", _range(64, 8)), ("gpt", _range(32, 8))):
+        for model, sizes in (
+            ("mlp", _range(64, 8)),
+            ("gpt", _range(64, 8)),
+            ("gpt", _range(32, 8)),
+        ):
             cases += [
                 Case(model=model, optim=opt, sizes=sizes, bug="readout_no_1/m"),
                 Case(model=model, optim=opt, sizes=sizes, bug="hidden_lr_not/m"),

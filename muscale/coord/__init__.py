@@ -16,9 +16,9 @@ from muscale.coord.check import (
     run_coord_check_from_config,
     save,
 )
-from muscale.coord.verdict import DEPTH_EXPECT, WIDTH_EXPECT, CoordReport, Slope, report
 from muscale.coord.points import KINDS, Point, resolve_points
 from muscale.coord.run import CoordData, collect, config_factory, synthetic_batch
+from muscale.coord.verdict import DEPTH_EXPECT, WIDTH_EXPECT, CoordReport, Slope, report
 
 __all__ = [
     "DEPTH_EXPECT",

@@ -10,9 +10,9 @@ from typing import Any
 
 from torch import Tensor
 
-from muscale.coord.verdict import CoordReport, report
 from muscale.coord.points import PointsSpec
 from muscale.coord.run import Batch, Factory, collect, config_factory, synthetic_batch
+from muscale.coord.verdict import CoordReport, report
 
 
 def coord_check(

@@ -113,7 +113,8 @@ WIDTH_EXPECT: dict[tuple[str, str], dict[str, Sig]] = {
     ("sp", "sgd"): _signature(-0.5, 0.5, 1.0, None, down=1.0, up=0.5)
     | {"logits": Sig(0.0, 1.0, down=1.0, up=1.0)},
     ("ntk", "adam"): _signature(0.0, 0.0, 0.5, None, down=0.5, up=0.3),
-    ("ntk", "sgd"): _signature(-0.5, -0.5, 0.0, None, down=0.3, up=0.3),
+    # NTK-SGD measured: hidden -0.53..-0.73, embedding -0.45, logits -0.2..-0.28
+    ("ntk", "sgd"): _signature(-0.5, -0.5, 0.0, None, down=0.5, up=0.3),
 }
 
 #: depth-stable rules: finite-depth drift measured up to -0.24 (CompleteP, depths 2-8)
