@@ -45,8 +45,9 @@ EXIT = {"pass": 0, "fail": 1, "inconclusive": 3}
 
 
 def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
-    """A rich table: rows = modules, columns = level/change at each step, cells = slope
-    ± half-width of the 90 % interval; red: failed, yellow: inconclusive, dim: not judged."""
+    """A rich table: rows = modules; judged columns = slope ± half-width of the 90 % interval
+    of the level at init, the level and the change over steps 1..T (red: failed, yellow:
+    inconclusive, dim: not judged); then the per-step change slopes (shown, not judged)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -57,32 +58,31 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
     )
     table.add_column("module")
     table.add_column("kind")
-    cols = [
-        (s, t)
-        for t in range(d.steps + 1)
-        for s in ("level", "change")
-        if not (s == "change" and t == 0)
-    ]
-    for s, t in cols:
-        table.add_column(f"{'A' if s == 'level' else 'D'}{t}", justify="right")
-    by = {(s.module, s.stat, s.step): s for s in rep.slopes}
+    stats = {"init": "A0", "level": f"A1..{d.steps}", "change": f"D1..{d.steps}"}
+    for head in stats.values():
+        table.add_column(head, justify="right")
+    table.add_column("D per step", justify="right")
+    by = {(s.module, s.stat): s for s in rep.slopes}
     style = {"fail": "red", "inconclusive": "yellow", None: "dim"}
     for p in d.points:
         cells = []
-        for s, t in cols:
-            sl = by.get((p.label, s, t))
+        for stat in stats:
+            sl = by.get((p.label, stat))
             if sl is None:
                 cells.append("[dim]0[/dim]")
                 continue
             txt = f"{sl.slope:+.2f}±{sl.half:.2f}" if sl.half == sl.half else f"{sl.slope:+.2f}"
             color = style.get(sl.status)
             cells.append(f"[{color}]{txt}[/{color}]" if color else txt)
+        ch = by.get((p.label, "change"))
+        cells.append(" ".join(f"{v:+.2f}" for v in ch.step_slopes) if ch else "")
         table.add_row(p.label, p.kind, *cells)
-    con = Console(file=sys.stdout, width=max(100, 12 + 12 * len(cols) + 40))
+    con = Console(file=sys.stdout, width=140)
     con.print(table)
     con.print(
-        "A = level mean|x_t|, D = change mean|x_t - x_0|; red: clearly off the band, yellow: "
-        "undecided, dim: not judged, 0: identically zero (skipped)"
+        "A0 = level mean|x_0| at init, A = level mean|x_t|, D = change mean|x_t - x_0| (slopes "
+        "averaged over steps); red: clearly off the band, yellow: undecided, dim: not judged, "
+        "0: identically zero (skipped)"
     )
     color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[rep.status]
     con.print(f"[{color}]" + rep.verdict(), highlight=False)
