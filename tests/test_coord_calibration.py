@@ -39,7 +39,8 @@ BROKEN = [
     (Case(model="mlp", optim="adam", sizes=W, bug="readout_no_1/m"), {"logits"}),
     (Case(model="mlp", optim="sgd", sizes=W, bug="hidden_lr_not/m"), {"hidden"}),
     (Case(model="mlp", optim="adam", sizes=W, scheme="sp"), {"hidden", "logits"}),
-    (Case(model="mlp", optim="sgd", sizes=W, scheme="ntk"), {"hidden", "embed"}),
+    # NTK-SGD's seed spread is large: at 3 seeds it is INCONCLUSIVE (docs), at 5 it FAILS
+    (Case(model="mlp", optim="sgd", sizes=W, seeds=5, scheme="ntk"), {"hidden", "embed"}),
     (Case(model="gpt", optim="adam", sizes=GW, bug="attn_1/sqrt(d)"), {"attn_logits"}),
     (
         Case(

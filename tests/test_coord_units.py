@@ -178,7 +178,7 @@ def test_pytest_fixture_and_marker(coord_check):
     assert rep.passed
     from muscale.testing import CoordCheckFailed, assert_coord_check
 
-    with pytest.raises(CoordCheckFailed, match="out \\(logits\\)"):
+    with pytest.raises(CoordCheckFailed, match=r"FAILED.*inp \(embed\) change"):
         assert_coord_check(
             config_factory(mcfg, ParamConfig(scheme="sp"), family="sgd"),
             [64, 128, 256, 512],
