@@ -4,7 +4,8 @@ Public API::
 
     from muscale.coord import coord_check, save
     rep = coord_check(factory, [64, 128, 256, 512], batch=(x, y), optimizer=OptimConfig(...))
-    rep.passed, rep.failures, rep.signature, rep.verdict(); save(rep, "outputs/cc")
+    rep.status, rep.failures, rep.undecided, rep.signature, rep.verdict()  # pass|fail|inconclusive
+    save(rep, "outputs/cc")
 
 See ``docs/coord_check.md`` for the protocol, the expected slopes and the calibration.
 """

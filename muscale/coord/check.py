@@ -40,7 +40,9 @@ def coord_check(
     ``loss(output, target)`` defaults to cross-entropy. ``points``: module names (or
     ``{name: kind}``) for non-muscale models. ``expect``: the table to judge against
     (``"mup"``, ``"sp"``, ``"ntk"``; depth mode ``"alpha=0"``, ``"alpha=0.5"``,
-    ``"alpha=1"``); default: what the plan claims. See :mod:`muscale.coord.verdict`.
+    ``"alpha=1"``); default: what the plan claims (the report says which question was
+    asked). ``tol`` replaces the calibrated band allowances. The report's ``status`` is
+    ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
     """
     data = collect(
         factory,
