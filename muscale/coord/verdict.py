@@ -341,7 +341,10 @@ def advice(entries: list[Slope], data: CoordData) -> str:
     x = np.log2(np.asarray(data.sizes, float))
     sxx = float(np.sum((x - x.mean()) ** 2))
     for s in entries:
-        if s.lo is None or s.hi is None or not math.isfinite(s.se) or s.se <= 0:
+        if not math.isfinite(s.se):  # no spread estimate (one seed over two widths)
+            seeds_needed = max(seeds_needed, 3)
+            continue
+        if s.lo is None or s.hi is None or s.se <= 0:
             continue
         inside = s.lo <= s.slope <= s.hi
         gap = min(abs(s.slope - s.lo), abs(s.slope - s.hi))
@@ -359,11 +362,15 @@ def advice(entries: list[Slope], data: CoordData) -> str:
             if need * math.sqrt(sxx / float(np.sum((arr - arr.mean()) ** 2))) < 1.0:
                 break
         octaves_needed = max(octaves_needed, k)
-    top = data.sizes[-1] * 2**octaves_needed
     name = "widths" if data.axis == "width" else "depths"
-    parts = [f"seeds={min(seeds_needed, 64)} (same {name})"]
-    if octaves_needed:
-        parts.append(f"{name} up to {top} (same seeds)")
+    if seeds_needed > 32:
+        parts = [f"more than 32 seeds (same {name})"]
+    else:
+        parts = [f"seeds={seeds_needed} (same {name})"]
+    if 0 < octaves_needed <= 3:
+        parts.append(f"{name} up to {data.sizes[-1] * 2**octaves_needed} (same seeds)")
+    elif octaves_needed > 3:
+        parts.append(f"{name} beyond {data.sizes[-1] * 8} (same seeds)")
     one_step = [s for s in entries if s.stat != "init" and len(s.steps) <= 1]
     if one_step:
         parts.append(f"steps={data.steps + 2} (some changes exist at one step only)")
