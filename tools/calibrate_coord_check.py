@@ -74,6 +74,7 @@ class Case:
     model_kw: dict[str, Any] = field(default_factory=dict)
     param_kw: dict[str, Any] = field(default_factory=dict)
     optim_kw: dict[str, Any] = field(default_factory=dict)
+    precision: str = "fp32"
 
     @property
     def correct(self) -> bool:
@@ -88,10 +89,14 @@ class Case:
             f"{self.model}/{self.optim}{'/' + bug if bug else ''}"
             f"{'[' + extra + ']' if extra else ''} {self.axis}s {self.sizes[0]}-{self.sizes[-1]}"
             f" T={self.steps} S={self.seeds} B={self.batch or 'def'}"
+            + (f" {self.precision}" if self.precision != "fp32" else "")
         )
 
     def key(self) -> str:
-        return hashlib.sha1(repr(dataclasses.astuple(self)).encode()).hexdigest()[:16]
+        fields = dataclasses.astuple(self)
+        if self.precision == "fp32":  # keys of fp32 cases predate the precision field
+            fields = fields[:-1]
+        return hashlib.sha1(repr(fields).encode()).hexdigest()[:16]
 
 
 # --- muscale models ---------------------------------------------------------------------
@@ -239,6 +244,7 @@ def collect_case(case: Case, cache: Path | None = None) -> CoordData:
         seeds=case.seeds,
         points=points,
         axis=case.axis,
+        precision=case.precision,
     )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -413,11 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default="", help="cases whose name contains this string")
     ap.add_argument("--broken", action="store_true", help="only the broken models")
     ap.add_argument("--correct", action="store_true", help="only the correct models")
+    ap.add_argument("--precision", default="fp32", help="fp32 | bf16 (forward autocast)")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cases = [] if a.broken else correct_cases(a.full)
     cases += [] if a.correct else broken_cases(a.full)
-    cases = [c for c in cases if a.only in c.name]
+    cases = [dataclasses.replace(c, precision=a.precision) for c in cases if a.only in c.name]
     t0 = time.perf_counter()
     rows = run_matrix(cases, a.cache)
     print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s")

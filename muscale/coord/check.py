@@ -28,6 +28,7 @@ def coord_check(
     axis: str = "width",
     expect: str | None = None,
     tol: float | None = None,
+    precision: str = "fp32",
 ) -> CoordReport:
     """Coordinate check of ``factory`` over ``sizes`` (widths, or depths with
     ``axis="depth"``).
@@ -41,7 +42,9 @@ def coord_check(
     ``{name: kind}``) for non-muscale models. ``expect``: the table to judge against
     (``"mup"``, ``"sp"``, ``"ntk"``; depth mode ``"alpha=0"``, ``"alpha=0.5"``,
     ``"alpha=1"``); default: what the plan claims (the report says which question was
-    asked). ``tol`` replaces the calibrated band allowances. The report's ``status`` is
+    asked). ``tol`` replaces the calibrated band allowances. ``precision="bf16"`` runs the
+    forwards under bfloat16 autocast (faster on CPUs with AVX512-BF16; the report notes when
+    a change is too small for bf16 to resolve). The report's ``status`` is
     ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
     """
     data = collect(
@@ -54,6 +57,7 @@ def coord_check(
         seeds=seeds,
         points=points,
         axis=axis,
+        precision=precision,
     )
     return report(data, expect=expect, tol=tol)
 
@@ -91,6 +95,7 @@ def check_from_configs(
     expect: str | None = None,
     tol: float | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> CoordReport:
     """Coordinate check of a muscale model family from its three configs (what the CLI and
     the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR)."""
@@ -114,6 +119,7 @@ def check_from_configs(
         axis=axis,
         expect=expect,
         tol=tol,
+        precision=precision,
     )
 
 
@@ -172,4 +178,5 @@ def check_from_cfg(cfg: Any) -> CoordReport:
         expect=cfg.expect,
         tol=cfg.tol,
         device=str(cfg.device),
+        precision=str(cfg.get("precision", "fp32")),
     )

@@ -601,6 +601,26 @@ def distance(slopes: list[Slope], table: dict[str, Sig]) -> float:
     return float(np.sqrt(np.mean(np.square(errs)))) if errs else float("inf")
 
 
+#: smallest change/level ratio that bfloat16 resolves well (its rounding is ~0.4 % of |x|)
+BF16_MIN_RATIO = 0.05
+
+
+def bf16_note(data: CoordData) -> str:
+    """What bf16 autocast means for this run: changes below ~5 % of the level are close to
+    bf16's rounding (2^-8 relative), which flattens slopes that should fall (a false PASS
+    risk, never a false FAIL); say so when that happens."""
+    lv, ch = data.level[..., 1:], data.change[..., 1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(lv > 0, ch / lv, np.inf)
+    small = np.nanmin(np.where(ch > 0, ratio, np.inf)) if ch.size else np.inf
+    if small < BF16_MIN_RATIO:
+        return (
+            f"Ran in bf16: some changes are only {small:.2g} of their level, near bf16 "
+            "rounding; rerun with precision=fp32 before trusting a PASS."
+        )
+    return "Ran in bf16 (every change is >= 5 % of its level, well above bf16 rounding)."
+
+
 def report(data: CoordData, *, expect: str | None = None, tol: float | None = None) -> CoordReport:
     """Fit, judge against ``expect`` (default: the scheme/alpha the run's plan claims) and
     find the closest signature. ``tol`` replaces the calibrated allowances of every band
@@ -623,6 +643,8 @@ def report(data: CoordData, *, expect: str | None = None, tol: float | None = No
         )
     if any(not math.isfinite(s.slope) for s in raw):
         notes.append("Some statistics are not finite: a run diverged.")
+    if data.meta.get("precision") == "bf16":
+        notes.append(bf16_note(data))
     return CoordReport(
         data=data,
         expect=name,
