@@ -182,3 +182,19 @@ def test_cli_exit_codes_and_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["status"] == "inconclusive"
     assert cli(["coord-check", "--help"]) == 0
     assert "expect=mup" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_bf16_precision_keeps_the_verdicts():
+    """Opt-in bf16 autocast: a correct model still passes, a broken one still fails, and the
+    report says it ran in bf16; an unknown precision is a user error."""
+    from muscale.errors import UserError
+
+    ok = cal.collect_case(Case(model="mlp", optim="adam", sizes=W, precision="bf16"))
+    rep = report(ok, expect="mup")
+    assert rep.status == "pass", rep.verdict()
+    assert "bf16" in rep.verdict() and ok.meta["precision"] == "bf16"
+    bad = Case(model="mlp", optim="adam", sizes=W, bug="readout_no_1/m", precision="bf16")
+    assert cal.judge(bad, cal.collect_case(bad)).status == "fail"
+    with pytest.raises(UserError, match="precision"):
+        cal.collect_case(Case(model="mlp", sizes=W, precision="fp8"))
