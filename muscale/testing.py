@@ -16,11 +16,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from muscale.coord.fit import CoordReport
+from muscale.coord.verdict import CoordReport
 
 
 class CoordCheckFailed(AssertionError):
-    """A coordinate check did not match its expectation; ``report`` has the details."""
+    """A coordinate check did not pass: it FAILED, or (unless allowed) it was INCONCLUSIVE;
+    ``report`` has the details (``report.status``)."""
 
     def __init__(self, report: CoordReport) -> None:
         super().__init__(report.verdict())
@@ -35,18 +36,21 @@ def assert_coord_check(
     optimizer: Any,
     loss: Callable[[Any, Any], Any] | None = None,
     steps: int = 3,
-    seeds: int = 2,
+    seeds: int = 3,
     points: Any = None,
     axis: str = "width",
     expect: str | None = None,
     tol: float | None = None,
     out: str | Path | None = None,
+    allow_inconclusive: bool = False,
 ) -> CoordReport:
     """Run :func:`muscale.coord.coord_check`; raise :class:`CoordCheckFailed` (an
     ``AssertionError`` listing the offending modules and steps) unless it passed.
 
-    ``expect`` defaults to what the plan claims (μP for a μP plan). ``out``: also save
-    ``report.json`` and ``coord.png`` there (e.g. a CI artifact folder).
+    ``expect`` defaults to what the plan claims (μP for a μP plan); models without a plan
+    need ``expect="mup"``. ``out``: also save ``report.json`` and ``coord.png`` there (e.g. a
+    CI artifact folder). An INCONCLUSIVE verdict (the seeds and widths cannot decide; the
+    message says what would) raises too unless ``allow_inconclusive``.
     """
     from muscale.coord.check import coord_check, save
 
@@ -65,6 +69,6 @@ def assert_coord_check(
     )
     if out is not None:
         save(rep, out)
-    if not rep.passed:
+    if rep.status == "fail" or (rep.status == "inconclusive" and not allow_inconclusive):
         raise CoordCheckFailed(rep)
     return rep

@@ -34,7 +34,7 @@ def _check(model_cfg, scheme, optim, *, widths=WIDTHS, seeds=2, expect=None, **p
 
 
 def _slopes(rep, kind, stat):
-    return [s.slope for s in rep.slopes if s.kind == kind and s.stat == stat and s.step >= 1]
+    return [s.slope for s in rep.slopes if s.kind == kind and s.stat == stat]
 
 
 @pytest.mark.parametrize("optim", [ADAM, SGD], ids=["adam", "sgd"])
@@ -75,14 +75,15 @@ def test_sp_adam_fails_naming_logits_and_hidden():
 def test_sp_adam_gpt_names_branches():
     rep = _check(GPT, "sp", ADAM, widths=[64, 128, 256], expect="mup")
     kinds = {s.kind for s in rep.failures}
-    assert {"attn_out", "mlp_out", "residual", "attn_logits"} <= kinds, rep.verdict()
+    assert rep.status == "fail"
+    assert {"mlp_out", "residual", "attn_logits"} <= kinds, rep.verdict()
 
 
 def test_ntk_feature_learning_vanishes():
-    rep = _check(MLP, "ntk", SGD)
+    rep = _check(MLP, "ntk", SGD, seeds=5)  # its seed spread is large (3 seeds: inconclusive)
     hidden = _slopes(rep, "hidden", "change")
     assert all(-0.8 < s < -0.3 for s in hidden), hidden  # ≈ -1/2
-    levels = [s.slope for s in rep.slopes if s.stat == "level"]
+    levels = [s.slope for s in rep.slopes if s.stat in ("init", "level")]
     assert all(abs(s) <= 0.2 for s in levels), levels  # levels stay flat
     assert rep.passed and rep.signature == "ntk", rep.verdict()
     assert "feature learning vanishes" in rep.verdict()
@@ -101,8 +102,8 @@ def test_readout_without_one_over_m_is_caught():
         return model, plan
 
     batch = synthetic_batch(MLP, batch_size=32)
-    rep = coord_check(factory, WIDTHS, batch=batch, optimizer=ADAM, steps=3, seeds=2)
-    assert not rep.passed
+    rep = coord_check(factory, WIDTHS, batch=batch, optimizer=ADAM, steps=3, seeds=3)
+    assert rep.status == "fail"
     out = [s for s in rep.failures if s.module == "out"]
     assert out and all(s.slope > 0.2 for s in out), rep.verdict()
     assert max(s.slope for s in out) > 0.5
@@ -137,8 +138,8 @@ def test_attention_scale_one_over_sqrt_d_is_caught():
         return model, plan
 
     batch = synthetic_batch(GPT, batch_size=2, seq_len=16)
-    rep = coord_check(factory, [64, 128, 256], batch=batch, optimizer=ADAM, steps=3, seeds=2)
-    assert not rep.passed
+    rep = coord_check(factory, [32, 64, 128, 256], batch=batch, optimizer=ADAM, steps=3, seeds=3)
+    assert rep.status == "fail"
     assert {s.kind for s in rep.failures} == {"attn_logits"}, rep.verdict()
 
 

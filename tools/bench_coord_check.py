@@ -9,6 +9,7 @@ t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
 
     python tools/bench_coord_check.py            # the table
     python tools/bench_coord_check.py --small    # quick smoke run (widths 64..256)
+    python tools/bench_coord_check.py --bf16     # add muscale with precision=bf16 (autocast)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def _gpt_cfg(width: int):
     return GPTConfig(width=width, depth=DEPTH, n_heads=4, vocab_size=256, seq_len=SEQ)
 
 
-def run_muscale(widths: list[int]) -> dict:
+def run_muscale(widths: list[int], precision: str = "fp32") -> dict:
     from muscale.coord import check_from_configs
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
@@ -43,8 +44,9 @@ def run_muscale(widths: list[int]) -> dict:
         seeds=SEEDS,
         batch_size=BATCH,
         seq_len=SEQ,
+        precision=precision,
     )
-    return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "passed": rep.passed}
+    return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "status": rep.status}
 
 
 def run_mup(widths: list[int]) -> dict:
@@ -101,7 +103,12 @@ def run_mup(widths: list[int]) -> dict:
 def _child(name: str, widths: list[int]) -> None:
     import resource
 
-    res = {"muscale": run_muscale, "mup": run_mup}[name](widths)
+    runs = {
+        "muscale": run_muscale,
+        "muscale-bf16": lambda w: run_muscale(w, "bf16"),
+        "mup": run_mup,
+    }
+    res = runs[name](widths)
     res["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(res))
 
@@ -111,8 +118,11 @@ def main() -> None:
         _child(sys.argv[2], json.loads(sys.argv[3]))
         return
     widths = [64, 128, 256] if "--small" in sys.argv else WIDTHS
+    if "--to512" in sys.argv:
+        widths = [64, 128, 256, 512]
     rows = {}
-    for name in ("muscale", "mup"):
+    names = ("muscale", "muscale-bf16", "mup") if "--bf16" in sys.argv else ("muscale", "mup")
+    for name in names:
         out = subprocess.run(
             [sys.executable, __file__, "--child", name, json.dumps(widths)],
             capture_output=True,
@@ -133,6 +143,9 @@ def main() -> None:
         f"| ratio mup/muscale | {u['wall_s'] / m['wall_s']:.2f}x | "
         f"{u['maxrss_mb'] / m['maxrss_mb']:.2f}x | |"
     )
+    if "muscale-bf16" in rows:
+        b = rows["muscale-bf16"]
+        print(f"| ratio mup/muscale-bf16 | {u['wall_s'] / b['wall_s']:.2f}x | | |")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,16 @@
 """``muscale coord-check``: coordinate check of a muscale model over widths or depths.
 
-    muscale coord-check model=gpt param=mup widths=[64,128,256,512] steps=3 seeds=3
-    muscale coord-check model=mlp param=sp optim=adam expect=mup format=json
+    muscale coord-check model=gpt param=mup expect=mup widths=[64,128,256,512] steps=3 seeds=3
+    muscale coord-check model=mlp param=sp optim=adam expect=mup format=json   # exit 1
     muscale coord-check model=mlp model.residual=true param.depth_alpha=0.5 depths=[2,4,8,16]
 
 Writes ``report.json`` and ``coord.png`` into ``out`` (default
 ``outputs/coord_check/<timestamp>``) and prints a table; ``format=json`` prints only the
-report. Exit status: 0 passed, 1 failed, 2 bad input.
+report. Exit status: 0 passed, 1 failed, 2 bad input, 3 inconclusive (the data cannot
+decide: the message says which seeds or widths would).
+
+Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
+checked for SP's signature); ``expect=mup`` asks whether the model is μP.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from muscale.cli.common import check_format, compose, print_json
 
 
 def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        sys.stdout.write(__doc__ or "")
+        return 0
     cfg = compose("coord_check", argv)
     fmt = check_format(str(cfg.format))
     from muscale.coord.check import check_from_cfg, default_out, save
@@ -30,49 +37,53 @@ def main(argv: list[str]) -> int:
         print_json(d)
     else:
         print_summary(rep, paths)
-    return 0 if rep.passed else 1
+    return EXIT[rep.status]
+
+
+#: exit status per verdict (2 is every user error, see muscale.cli.main)
+EXIT = {"pass": 0, "fail": 1, "inconclusive": 3}
 
 
 def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
-    """A rich table: rows = modules, columns = stat@step slopes; failures in red."""
+    """A rich table: rows = modules; judged columns = slope ± half-width of the 90 % interval
+    of the level at init, the level and the change over steps 1..T (red: failed, yellow:
+    inconclusive, dim: not judged); then the per-step change slopes (shown, not judged)."""
     from rich.console import Console
     from rich.table import Table
 
     d = rep.data
     table = Table(
-        title=f"coordinate check: slope of log2(stat) vs log2({d.axis}) "
-        f"({d.axis}s {d.sizes}, {d.seeds} seeds, {d.wall_s:.1f} s)"
+        title=f"coordinate check: slope of log2(stat) vs log2({d.axis}), ± 90 % interval "
+        f"over {d.seeds} seed(s) ({d.axis}s {d.sizes}, {d.wall_s:.1f} s)"
     )
     table.add_column("module")
     table.add_column("kind")
-    cols = [
-        (s, t)
-        for t in range(d.steps + 1)
-        for s in ("level", "change")
-        if not (s == "change" and t == 0)
-    ]
-    for s, t in cols:
-        table.add_column(f"{'A' if s == 'level' else 'D'}{t}", justify="right")
-    by = {(s.module, s.stat, s.step): s for s in rep.slopes}
+    stats = {"init": "A0", "level": f"A1..{d.steps}", "change": f"D1..{d.steps}"}
+    for head in stats.values():
+        table.add_column(head, justify="right")
+    table.add_column("D per step", justify="right")
+    by = {(s.module, s.stat): s for s in rep.slopes}
+    style = {"fail": "red", "inconclusive": "yellow", None: "dim"}
     for p in d.points:
         cells = []
-        for s, t in cols:
-            sl = by.get((p.label, s, t))
+        for stat in stats:
+            sl = by.get((p.label, stat))
             if sl is None:
                 cells.append("[dim]0[/dim]")
                 continue
-            txt = f"{sl.slope:+.2f}"
-            cells.append(
-                f"[red]{txt}[/red]"
-                if sl.ok is False
-                else (f"[dim]{txt}[/dim]" if sl.ok is None else txt)
-            )
+            txt = f"{sl.slope:+.2f}±{sl.half:.2f}" if sl.half == sl.half else f"{sl.slope:+.2f}"
+            color = style.get(sl.status)
+            cells.append(f"[{color}]{txt}[/{color}]" if color else txt)
+        ch = by.get((p.label, "change"))
+        cells.append(" ".join(f"{v:+.2f}" for v in ch.step_slopes) if ch else "")
         table.add_row(p.label, p.kind, *cells)
-    con = Console(file=sys.stdout, width=max(100, 12 + 8 * len(cols) + 40))
+    con = Console(file=sys.stdout, width=140)
     con.print(table)
     con.print(
-        "A = level mean|x_t|, D = change mean|x_t - x_0|; red: off the expectation, "
-        "dim: not judged, 0: identically zero (skipped)"
+        "A0 = level mean|x_0| at init, A = level mean|x_t|, D = change mean|x_t - x_0| (slopes "
+        "averaged over steps); red: clearly off the band, yellow: undecided, dim: not judged, "
+        "0: identically zero (skipped)"
     )
-    con.print(("[green]" if rep.passed else "[red]") + rep.verdict(), highlight=False)
+    color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[rep.status]
+    con.print(f"[{color}]" + rep.verdict(), highlight=False)
     con.print("written: " + ", ".join(str(p) for p in paths.values()))

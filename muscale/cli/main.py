@@ -1,7 +1,8 @@
 """The ``muscale`` command: a table of subcommands, each a plain function ``main(argv)``.
 
 Every error the user can cause ends in one line on stderr and exit status 2; a failed
-check (coordinate check, transfer verdict) is exit status 1.
+check (coordinate check, transfer verdict) is exit status 1; an inconclusive coordinate
+check (the data cannot decide) is exit status 3.
 """
 
 from __future__ import annotations

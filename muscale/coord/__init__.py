@@ -4,7 +4,8 @@ Public API::
 
     from muscale.coord import coord_check, save
     rep = coord_check(factory, [64, 128, 256, 512], batch=(x, y), optimizer=OptimConfig(...))
-    rep.passed, rep.failures, rep.signature, rep.verdict(); save(rep, "outputs/cc")
+    rep.status, rep.failures, rep.undecided, rep.signature, rep.verdict()  # pass|fail|inconclusive
+    save(rep, "outputs/cc")
 
 See ``docs/coord_check.md`` for the protocol, the expected slopes and the calibration.
 """
@@ -16,14 +17,13 @@ from muscale.coord.check import (
     run_coord_check_from_config,
     save,
 )
-from muscale.coord.fit import DEPTH_EXPECT, TOL, WIDTH_EXPECT, CoordReport, Slope, report
 from muscale.coord.points import KINDS, Point, resolve_points
 from muscale.coord.run import CoordData, collect, config_factory, synthetic_batch
+from muscale.coord.verdict import DEPTH_EXPECT, WIDTH_EXPECT, CoordReport, Slope, report
 
 __all__ = [
     "DEPTH_EXPECT",
     "KINDS",
-    "TOL",
     "WIDTH_EXPECT",
     "CoordData",
     "CoordReport",

@@ -10,9 +10,9 @@ from typing import Any
 
 from torch import Tensor
 
-from muscale.coord.fit import CoordReport, report
 from muscale.coord.points import PointsSpec
 from muscale.coord.run import Batch, Factory, collect, config_factory, synthetic_batch
+from muscale.coord.verdict import CoordReport, report
 
 
 def coord_check(
@@ -28,6 +28,7 @@ def coord_check(
     axis: str = "width",
     expect: str | None = None,
     tol: float | None = None,
+    precision: str = "fp32",
 ) -> CoordReport:
     """Coordinate check of ``factory`` over ``sizes`` (widths, or depths with
     ``axis="depth"``).
@@ -40,7 +41,11 @@ def coord_check(
     ``loss(output, target)`` defaults to cross-entropy. ``points``: module names (or
     ``{name: kind}``) for non-muscale models. ``expect``: the table to judge against
     (``"mup"``, ``"sp"``, ``"ntk"``; depth mode ``"alpha=0"``, ``"alpha=0.5"``,
-    ``"alpha=1"``); default: what the plan claims. See :mod:`muscale.coord.fit`.
+    ``"alpha=1"``); default: what the plan claims (the report says which question was
+    asked). ``tol`` replaces the calibrated band allowances. ``precision="bf16"`` runs the
+    forwards under bfloat16 autocast (faster on CPUs with AVX512-BF16; the report notes when
+    a change is too small for bf16 to resolve). The report's ``status`` is
+    ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
     """
     data = collect(
         factory,
@@ -52,6 +57,7 @@ def coord_check(
         seeds=seeds,
         points=points,
         axis=axis,
+        precision=precision,
     )
     return report(data, expect=expect, tol=tol)
 
@@ -89,6 +95,7 @@ def check_from_configs(
     expect: str | None = None,
     tol: float | None = None,
     device: str = "cpu",
+    precision: str = "fp32",
 ) -> CoordReport:
     """Coordinate check of a muscale model family from its three configs (what the CLI and
     the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR)."""
@@ -112,6 +119,7 @@ def check_from_configs(
         axis=axis,
         expect=expect,
         tol=tol,
+        precision=precision,
     )
 
 
@@ -170,4 +178,5 @@ def check_from_cfg(cfg: Any) -> CoordReport:
         expect=cfg.expect,
         tol=cfg.tol,
         device=str(cfg.device),
+        precision=str(cfg.get("precision", "fp32")),
     )

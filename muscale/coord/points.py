@@ -1,6 +1,6 @@
 """Which module outputs a coordinate check records, and what kind of quantity each one is.
 
-The kind decides the expected width exponent (:mod:`muscale.coord.fit`). Branch outputs are
+The kind decides the expected width exponent (:mod:`muscale.coord.verdict`). Branch outputs are
 hooked *before* the residual add and logits after the readout multiplier, because a
 normalisation layer downstream hides a blow-up (the design doc's calibration note; TP5 §D.1).
 """

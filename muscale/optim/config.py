@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from muscale.errors import ConfigError, check_choice, check_positive
+from muscale.optim.guards import check_l2_adaptive, decay_style, infer_family
 
 #: name -> (torch class path, rule-table family, how the class applies weight_decay)
 OPTIMIZERS: dict[str, tuple[str, str, str]] = {
@@ -45,7 +46,8 @@ class OptimConfig:
     """Optimizer hyperparameters **at the base width**; the plan scales them per tensor.
 
     ``name``: adam, adamw, sgd, or the dotted path of any ``torch.optim`` class taking
-    per-group ``lr``/``eps``/``weight_decay`` (then give ``family``: adam or sgd).
+    per-group ``lr``/``eps``/``weight_decay`` (``family``, adam or sgd, is inferred for
+    SGD and the Adam-like classes; give it for any other class).
     ``weight_decay`` with ``wd_mode``:
 
     * ``independent`` (default; Wortsman et al. 2023, Kosson et al. 2025, u-μP): each step
@@ -56,8 +58,8 @@ class OptimConfig:
       ``lr · weight_decay`` per step is the same at every width (AdamW's usual meaning at
       the base width, e.g. 0.1).
 
-    Vectors (biases, gains) are never decayed. With plain Adam the decay is an L2 term that
-    goes through Adam's normaliser (not recommended: prefer adamw).
+    Vectors (biases, gains) are never decayed. Plain Adam applies decay as an L2 term that
+    goes through Adam's normaliser, so ``weight_decay > 0`` with it is rejected: use adamw.
     """
 
     name: str = "adamw"
@@ -86,6 +88,7 @@ class OptimConfig:
         check_choice("optim.wd_mode", self.wd_mode, WD_MODES)
         if self.family is not None:
             check_choice("optim.family", self.family, ("adam", "sgd"))
+        check_l2_adaptive(self.name, self.rule_family, self.decay_style, self.weight_decay)
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError("optim.betas", list(self.betas), "two numbers in [0, 1)")
         if isinstance(self.schedule, dict):
@@ -93,7 +96,16 @@ class OptimConfig:
 
     @property
     def rule_family(self) -> str:
-        """Which column of the rule table this optimizer uses."""
+        """Which column of the rule table this optimizer uses (``family``, or inferred from
+        the class: ``torch.optim.SGD`` is sgd, Adam-like classes are adam)."""
         if self.family is not None:
             return self.family
-        return OPTIMIZERS[self.name][1] if self.name in OPTIMIZERS else "adam"
+        return OPTIMIZERS[self.name][1] if self.name in OPTIMIZERS else infer_family(self.name)
+
+    @property
+    def decay_style(self) -> str:
+        """``l2`` (decay through the gradient) or ``decoupled`` (AdamW-style)."""
+        if self.name in OPTIMIZERS and not self.kwargs.get("decoupled_weight_decay"):
+            return OPTIMIZERS[self.name][2]
+        path = OPTIMIZERS[self.name][0] if self.name in OPTIMIZERS else self.name
+        return decay_style(path, self.kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 
 from muscale.errors import ConfigError, UserError
 from muscale.param.config import ParamConfig
+from muscale.param.guards import check_model_param
 from muscale.param.roles import ParamSpec, Role
 from muscale.param.rules import ATTN_SCALE_EXP, depth_rule, width_rule
 
@@ -105,6 +106,7 @@ class ShapeInfo:
 
 def shape_info(model_cfg: Any, param_cfg: ParamConfig) -> ShapeInfo:
     """Compare the model's dims at its width and at ``param.base_width``."""
+    check_model_param(model_cfg, param_cfg)
     width, base = model_cfg.width, param_cfg.base_width
     if base > width and not param_cfg.allow_base_above_width:
         raise ConfigError(
