@@ -31,6 +31,9 @@ BOTTOM = {
     "muscale.param",  # an __init__ that imports nothing (asserted below)
     "muscale.param.rules",
     "muscale.param.roles",
+    "muscale.param.guards",  # validation rules that import only muscale.errors
+    "muscale.optim",
+    "muscale.optim.guards",
 }
 
 

@@ -11,7 +11,8 @@ from muscale.diagnostics.free_jacobian import (
     predict_jacobian_spectrum,
     sampled_singular_values,
 )
-from muscale.diagnostics.jacobian import isometry_study, theory_jjt_variance
+from muscale.diagnostics.isometry import isometry_study
+from muscale.diagnostics.jacobian import theory_jjt_variance
 
 
 def _moments(pred):

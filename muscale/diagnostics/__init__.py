@@ -29,11 +29,11 @@ from muscale.diagnostics.hessian import (
     slq,
     top_eigenvalues,
 )
+from muscale.diagnostics.isometry import isometry_study
 from muscale.diagnostics.jacobian import (
     critical_point,
     critical_sigma_w,
     input_output_jacobian,
-    isometry_study,
     jacobian_spectrum,
     make_mlp,
     theory_jjt_variance,

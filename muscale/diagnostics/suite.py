@@ -267,7 +267,7 @@ def ntk(src: Source | None, opts: DiagnoseOptions) -> dict[str, Any]:
 
 def jacobian(src: Source | None, opts: DiagnoseOptions) -> list[dict[str, Any]]:
     """Dynamical isometry of critical plain MLPs (needs no checkpoint)."""
-    from muscale.diagnostics.jacobian import isometry_study
+    from muscale.diagnostics.isometry import isometry_study
 
     jo = opts.jacobian
     rows = isometry_study(
