@@ -117,8 +117,8 @@ def _train_overrides(cfg: DictConfig) -> list[str]:
     """Overrides of ``conf/train.yaml`` shared by every proxy and target run."""
     p = cfg.proxy
     return [
-        f"model={cfg.model}",
-        f"data={cfg.data}",
+        f"model={cfg.family}",
+        f"data={cfg.dataset}",
         f"model.depth={p.depth}",
         f"trainer.max_steps={p.steps}",
         f"param.base_width={min(p.widths)}",
@@ -128,9 +128,9 @@ def _train_overrides(cfg: DictConfig) -> list[str]:
     ]
 
 
-def _sweep(
+def sweep_spec(
     cfg: DictConfig, out: Path, name: str, *, widths: list[int], scheme: str, lrs: list[float],
-    params: dict[str, list[Any]],
+    params: dict[str, list[Any]], seeds: list[int] | None = None,
 ) -> tuple[Any, list[str]]:
     """A :class:`SweepConfig` and the fixed overrides its trial jobs compose."""
     from muscale.sweep.config import SweepConfig
@@ -139,7 +139,7 @@ def _sweep(
         name=name,
         widths=[int(w) for w in widths],
         schemes=[scheme],
-        seeds=[int(s) for s in cfg.proxy.seeds],
+        seeds=[int(s) for s in (cfg.proxy.seeds if seeds is None else seeds)],
         lrs=[float(x) for x in lrs],
         params={k: list(v) for k, v in params.items()},
         store=str(out / "sweeps.db"),
@@ -157,7 +157,8 @@ def _sweep(
     return sc, fixed
 
 
-def _run(cfg: DictConfig, out: Path, pool: Any, sc: Any, fixed: list[str], label: str) -> Any:
+def run_stage(cfg: DictConfig, out: Path, pool: Any, sc: Any, fixed: list[str], label: str) -> Any:
+    """Run one sweep in ``pool`` behind one progress line; return its outcome."""
     from muscale.trial_pool import Display, run_sweep
 
     display = Display(label, int(cfg.jobs), str(cfg.progress))
@@ -246,13 +247,19 @@ def _points(outcomes: list[Any], param_key: str | None, fixed: dict[str, Any]) -
     return pts
 
 
-def run_pipeline(cfg: DictConfig) -> PipelineResult:
-    """Run every step (see the module docstring) and write ``summary.md``/``summary.json``."""
+def run_pipeline(cfg: DictConfig, pool: Any = None) -> PipelineResult:
+    """Run every step (see the module docstring) and write ``summary.md``/``summary.json``.
+
+    ``pool``: a :func:`muscale.trial_pool.make_pool` to reuse (a benchmark running more
+    sweeps afterwards); by default one is made for this call.
+    """
     from muscale.trial_pool import make_pool
 
     cfg = settings(cfg)
-    with make_pool(int(cfg.jobs)) as pool:
+    if pool is not None:
         return _pipeline(cfg, pool)
+    with make_pool(int(cfg.jobs)) as own:
+        return _pipeline(cfg, own)
 
 
 def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
@@ -280,9 +287,9 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     # 2. search: μP at the smallest proxy, LR x search.params
     t0 = time.perf_counter()
     search_params = {k: list(v) for k, v in cfg.search.params.items()}
-    sc, fixed = _sweep(cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs,
+    sc, fixed = sweep_spec(cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs,
                        params=search_params)
-    search = _run(cfg, out, pool, sc, fixed, f"μP search (w{w0})")
+    search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})")
     curve = _mean_curve(search, width=w0, match={})
     (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
     best_hp = dict(hp_items)  # config key -> value
@@ -302,15 +309,15 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
             c_lrs = [lr_best]
             c_params = {short[k]: ([v] if k != key else search_params[name])
                         for k, v in best_hp.items()}
-        sc, fixed = _sweep(cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup",
+        sc, fixed = sweep_spec(cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup",
                            lrs=c_lrs, params=c_params)
-        confirms.append(_run(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})"))
+        confirms.append(run_stage(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})"))
     timings["confirm"] = time.perf_counter() - t0
 
     # 4. SP: what a user does without μP, the LR swept at every proxy width
     t0 = time.perf_counter()
-    sc, fixed = _sweep(cfg, out, "sp", widths=widths, scheme="sp", lrs=lrs, params={})
-    sp_sweep = _run(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})")
+    sc, fixed = sweep_spec(cfg, out, "sp", widths=widths, scheme="sp", lrs=lrs, params={})
+    sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})")
     timings["sp_sweep"] = time.perf_counter() - t0
 
     # 5. fits, verdicts, transfer
@@ -346,7 +353,7 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     # 6. both at the target
     t0 = time.perf_counter()
     mup_base = OmegaConf.merge(
-        _compose_train([f"model={cfg.model}", f"data={cfg.data}"]),
+        _compose_train([f"model={cfg.family}", f"data={cfg.dataset}"]),
         {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")}
     )
     sp_base = _compose_train([*_train_overrides(cfg), "param=sp", f"model.width={tw}",
@@ -401,7 +408,7 @@ def _coord_check(cfg: DictConfig, out: Path) -> bool:
 
     c = cfg.coord_check
     return run_coord_check_from_config(
-        model=str(cfg.model),
+        model=str(cfg.family),
         widths=list(c.widths),
         steps=int(c.steps),
         seeds=int(c.seeds),

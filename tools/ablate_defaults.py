@@ -163,6 +163,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--base-width", type=int, default=32, help="μP's param.base_width")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--summary-only", action="store_true")
     args = ap.parse_args()
@@ -175,7 +176,7 @@ def main() -> None:
             r = json.loads(line)
             done[trial_id(r)] = r
     widths = [int(w) for w in args.widths.split(",")]
-    common = common_overrides(args.steps, args.seq_len, args.batch, args.depth, min(widths))
+    common = common_overrides(args.steps, args.seq_len, args.batch, args.depth, args.base_width)
     todo = []
     for v in args.variants.split(","):
         if v not in VARIANTS:
