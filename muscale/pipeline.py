@@ -129,8 +129,15 @@ def _train_overrides(cfg: DictConfig) -> list[str]:
 
 
 def sweep_spec(
-    cfg: DictConfig, out: Path, name: str, *, widths: list[int], scheme: str, lrs: list[float],
-    params: dict[str, list[Any]], seeds: list[int] | None = None,
+    cfg: DictConfig,
+    out: Path,
+    name: str,
+    *,
+    widths: list[int],
+    scheme: str,
+    lrs: list[float],
+    params: dict[str, list[Any]],
+    seeds: list[int] | None = None,
 ) -> tuple[Any, list[str]]:
     """A :class:`SweepConfig` and the fixed overrides its trial jobs compose."""
     from muscale.sweep.config import SweepConfig
@@ -178,7 +185,9 @@ def _mean_curve(outcome: Any, *, width: int, match: dict[str, Any]) -> dict[tupl
             continue
         key = (t.lr, tuple(sorted(t.hparams.items())))
         acc.setdefault(key, []).append(loss)
-    return {k: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf for k, v in acc.items()}
+    return {
+        k: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf for k, v in acc.items()
+    }
 
 
 def _vertex(xs: list[float], ys: list[float]) -> tuple[float, bool]:
@@ -215,8 +224,14 @@ def verdict(param: str, points: dict[int, dict[int, dict[float, float]]], tol: f
             ys.append(v)
         optima[width] = 2.0 ** statistics.fmean(per_seed)
     if len(optima) < 2 or len(xs) < 3:
-        return Verdict(param=param, kind="inconclusive", slope=math.nan, ci=(math.nan, math.nan),
-                       optima=optima, reason="fewer than 2 widths or 3 optima")
+        return Verdict(
+            param=param,
+            kind="inconclusive",
+            slope=math.nan,
+            ci=(math.nan, math.nan),
+            optima=optima,
+            reason="fewer than 2 widths or 3 optima",
+        )
     fit = stats.linregress(xs, ys)
     half = stats.t.ppf(0.975, len(xs) - 2) * fit.stderr if len(xs) > 2 else math.inf
     lo, hi = fit.slope - half, fit.slope + half
@@ -228,8 +243,14 @@ def verdict(param: str, points: dict[int, dict[int, dict[float, float]]], tol: f
         kind, reason = "drifts", f"95% interval outside ±{tol} octave/doubling"
     else:
         kind, reason = "inconclusive", f"95% interval wider than the ±{tol} band decides"
-    return Verdict(param=param, kind=kind, slope=float(fit.slope), ci=(float(lo), float(hi)),
-                   optima=optima, reason=reason)
+    return Verdict(
+        param=param,
+        kind=kind,
+        slope=float(fit.slope),
+        ci=(float(lo), float(hi)),
+        optima=optima,
+        reason=reason,
+    )
 
 
 def _points(outcomes: list[Any], param_key: str | None, fixed: dict[str, Any]) -> dict:
@@ -287,8 +308,9 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     # 2. search: μP at the smallest proxy, LR x search.params
     t0 = time.perf_counter()
     search_params = {k: list(v) for k, v in cfg.search.params.items()}
-    sc, fixed = sweep_spec(cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs,
-                       params=search_params)
+    sc, fixed = sweep_spec(
+        cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs, params=search_params
+    )
     search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})")
     curve = _mean_curve(search, width=w0, match={})
     (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
@@ -307,11 +329,15 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
         else:
             key = param_key(name)
             c_lrs = [lr_best]
-            c_params = {short[k]: ([v] if k != key else search_params[name])
-                        for k, v in best_hp.items()}
-        sc, fixed = sweep_spec(cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup",
-                           lrs=c_lrs, params=c_params)
-        confirms.append(run_stage(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})"))
+            c_params = {
+                short[k]: ([v] if k != key else search_params[name]) for k, v in best_hp.items()
+            }
+        sc, fixed = sweep_spec(
+            cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup", lrs=c_lrs, params=c_params
+        )
+        confirms.append(
+            run_stage(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})")
+        )
     timings["confirm"] = time.perf_counter() - t0
 
     # 4. SP: what a user does without μP, the LR swept at every proxy width
@@ -325,27 +351,41 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     tol = float(cfg.confirm.tol)
     fixed_pt = {"lr": lr_best, **best_hp}
     verdicts = [
-        verdict("lr" if n == "lr" else n,
-                _points([search, *confirms], None if n == "lr" else param_key(n), fixed_pt), tol)
+        verdict(
+            "lr" if n == "lr" else n,
+            _points([search, *confirms], None if n == "lr" else param_key(n), fixed_pt),
+            tol,
+        )
         for n in cfg.confirm.params
     ]
     store = Store(str(out / "sweeps.db"), create=False)
     # μP's LR curve at every width, at the searched multipliers
-    mup_recs = [r for r in store.records() if r.hparams == best_hp
-                and r.sweep in ("mup_search", "mup_confirm_lr")]
+    mup_recs = [
+        r
+        for r in store.records()
+        if r.hparams == best_hp and r.sweep in ("mup_search", "mup_confirm_lr")
+    ]
     sp_recs = store.records("sp")
     fit_mup, fit_sp = fit_sweep(mup_recs), fit_sweep(sp_recs)
-    (out / "fit.json").write_text(json.dumps({"mup": fit_mup.to_json(), "sp": fit_sp.to_json()},
-                                             indent=2, default=str))
+    (out / "fit.json").write_text(
+        json.dumps({"mup": fit_mup.to_json(), "sp": fit_sp.to_json()}, indent=2, default=str)
+    )
     tw = int(cfg.target.width)
     steps = int(cfg.target.steps or cfg.proxy.steps)
-    target = TargetConfig(width=tw, depth=cfg.target.depth, max_steps=steps, device="auto",
-                          precision="auto", compile=False)
+    target = TargetConfig(
+        width=tw,
+        depth=cfg.target.depth,
+        max_steps=steps,
+        device="auto",
+        precision="auto",
+        compile=False,
+    )
     # μP's premise is a width-independent optimum: the proxies' mean unless it clearly drifts
     lr_kind = next((v.kind for v in verdicts if v.param == "lr"), "inconclusive")
     lr_method = "trend" if lr_kind == "drifts" else "mean"
-    tdict = make_transfer(fit_mup, mup_recs, target, scheme="mup", method=lr_method,
-                          store=str(out / "sweeps.db"))
+    tdict = make_transfer(
+        fit_mup, mup_recs, target, scheme="mup", method=lr_method, store=str(out / "sweeps.db")
+    )
     target_path = write_transfer(tdict, out / f"target_w{tw}.yaml")
     x_sp, _, sp_method = transferred_lr(fit_sp, "sp", tw, "auto")
     timings["fit_transfer"] = time.perf_counter() - t0
@@ -354,21 +394,35 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     t0 = time.perf_counter()
     mup_base = OmegaConf.merge(
         _compose_train([f"model={cfg.family}", f"data={cfg.dataset}"]),
-        {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")}
+        {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")},
     )
-    sp_base = _compose_train([*_train_overrides(cfg), "param=sp", f"model.width={tw}",
-                              f"optim.lr={2.0 ** x_sp!r}", f"trainer.max_steps={steps}"])
+    sp_base = _compose_train(
+        [
+            *_train_overrides(cfg),
+            "param=sp",
+            f"model.width={tw}",
+            f"optim.lr={2.0**x_sp!r}",
+            f"trainer.max_steps={steps}",
+        ]
+    )
     if cfg.target.depth is not None:
         sp_base.model.depth = int(cfg.target.depth)
     jobs = []
     for s in cfg.target.seeds:
         for scheme, base in (("mup", mup_base), ("sp", sp_base)):
-            c = OmegaConf.merge(base, {"trainer": {"seed": int(s), "threads": 1,
-                                                   "progress": "off"}})
-            jobs.append((f"{scheme}_s{s}", OmegaConf.to_container(c, resolve=True),
-                         str(out / "target_runs" / f"{scheme}_w{tw}_s{s}")))
-    target_out = run_configs(jobs, pool=pool, jobs=int(cfg.jobs), label=f"target w{tw}",
-                             progress=str(cfg.progress))
+            c = OmegaConf.merge(
+                base, {"trainer": {"seed": int(s), "threads": 1, "progress": "off"}}
+            )
+            jobs.append(
+                (
+                    f"{scheme}_s{s}",
+                    OmegaConf.to_container(c, resolve=True),
+                    str(out / "target_runs" / f"{scheme}_w{tw}_s{s}"),
+                )
+            )
+    target_out = run_configs(
+        jobs, pool=pool, jobs=int(cfg.jobs), label=f"target w{tw}", progress=str(cfg.progress)
+    )
     timings["target_runs"] = time.perf_counter() - t0
 
     mup_tuning = [search, *confirms]
@@ -389,8 +443,15 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
         tuning_trials=len(sp_sweep.costs),
     )
     result = PipelineResult(
-        out=out, coord_passed=coord_passed, target_width=tw, proxy_widths=widths, mup=mup, sp=sp,
-        verdicts=verdicts, target_config=target_path, timings=timings,
+        out=out,
+        coord_passed=coord_passed,
+        target_width=tw,
+        proxy_widths=widths,
+        mup=mup,
+        sp=sp,
+        verdicts=verdicts,
+        target_config=target_path,
+        timings=timings,
     )
     (out / "summary.md").write_text(summary_markdown(result))
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))

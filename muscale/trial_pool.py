@@ -143,9 +143,7 @@ class Display:
     def update(self, *, done: int, running: int, total: int, best: dict[int, float]) -> None:
         self.done, self.running, self.total, self.best = done, running, total, best
         if self.mode == "rich":
-            self._progress.update(
-                self._task, completed=done, total=max(total, 1), info=self.text()
-            )
+            self._progress.update(self._task, completed=done, total=max(total, 1), info=self.text())
 
     def eta_s(self) -> float | None:
         if self.done == 0:
@@ -224,7 +222,10 @@ def run_sweep(
                 loss = _loss_of(rec.loss, rec.diverged)
                 result.losses[t.key] = (t, loss)
                 result.costs[t.key] = TrialCost(
-                    key=t.key, width=t.width, loss=loss, reused=True,
+                    key=t.key,
+                    width=t.width,
+                    loss=loss,
+                    reused=True,
                     **_saved_cost(run_root / t.key, rec.wall_time),
                 )
                 continue
@@ -281,8 +282,12 @@ def _train_one(cfg: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
 
 def run_configs(
-    runs: list[tuple[str, dict[str, Any], str]], *, pool: ProcessPoolExecutor, jobs: int = 2,
-    label: str = "runs", progress: str = "auto",
+    runs: list[tuple[str, dict[str, Any], str]],
+    *,
+    pool: ProcessPoolExecutor,
+    jobs: int = 2,
+    label: str = "runs",
+    progress: str = "auto",
 ) -> dict[str, float]:
     """Train ``(name, config, run_dir)`` runs in the pool; return each name's loss."""
     display = Display(label, jobs, progress)
@@ -295,8 +300,7 @@ def run_configs(
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for f in finished:
                 out[futs[f]] = f.result()["loss"]
-            display.update(done=len(out), running=min(len(pending), jobs),
-                           total=len(runs), best={})
+            display.update(done=len(out), running=min(len(pending), jobs), total=len(runs), best={})
     finally:
         display.close()
     return out

@@ -23,9 +23,7 @@ def _points(opt_log2: dict[int, float], noise: dict[int, float] | None = None) -
     for w, x0 in opt_log2.items():
         for seed in (0, 1):
             shift = (noise or {}).get(w, 0.0) * (1 if seed else -1)
-            pts.setdefault(w, {})[seed] = {
-                2.0**x: QUAD(x, x0 + shift) for x in range(-10, -3)
-            }
+            pts.setdefault(w, {})[seed] = {2.0**x: QUAD(x, x0 + shift) for x in range(-10, -3)}
     return pts
 
 
@@ -57,7 +55,7 @@ def test_quick_profile_and_the_8x_rule() -> None:
     assert quick.proxy.steps < full.proxy.steps and len(quick.proxy.seeds) == 1
     assert not quick.coord_check.enabled and full.coord_check.enabled
     assert full.target.width >= 8 * min(full.proxy.widths)
-    with pytest.raises(ConfigError, match="target.width"):
+    with pytest.raises(ConfigError, match=r"target\.width"):
         settings(compose("pipeline", ["target.width=128"]))
 
 
@@ -65,7 +63,10 @@ def test_cli_rejects_a_small_target_in_one_line(tmp_path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     p = subprocess.run(
         [sys.executable, "-m", "muscale", "pipeline", "target.width=64", f"out={tmp_path}/p"],
-        capture_output=True, text=True, env=env, timeout=120,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert p.returncode == 2
     assert len(p.stderr.strip().splitlines()) == 1 and "target.width" in p.stderr
@@ -110,7 +111,9 @@ def test_tiny_pipeline_end_to_end(tmp_path) -> None:
     # SP's FLOPs: 6N + attention per token x tokens, N from an independent count
     from muscale.trial_pool import trial_flops
 
-    train = compose("train", ["data=synthetic", "model.width=16", "param=sp", "param.base_width=16"])
+    train = compose(
+        "train", ["data=synthetic", "model.width=16", "param=sp", "param.base_width=16"]
+    )
     n = 16
     layers = train.model.depth
     matmul = layers * (4 * n * n + 2 * n * round(train.model.ff_ratio * n)) + n * 256

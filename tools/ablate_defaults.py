@@ -191,13 +191,15 @@ def main() -> None:
         # widest first so the slow trials do not trail at the end
         todo.sort(key=lambda t: -t["width"])
         print(f"{len(todo)} trials to run ({len(done)} done)", flush=True)
-        with mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20) as pool:
-            with log.open("a") as f:
-                for i, r in enumerate(pool.imap_unordered(run_one, todo), 1):
-                    f.write(json.dumps(r) + "\n")
-                    f.flush()
-                    print(f"[{i}/{len(todo)}] {trial_id(r)} loss {r['loss']} "
-                          f"({r['cpu_s']:.0f} cpu-s)", flush=True)
+        pool_ = mp.get_context("spawn").Pool(args.jobs, maxtasksperchild=20)
+        with pool_ as pool, log.open("a") as f:
+            for i, r in enumerate(pool.imap_unordered(run_one, todo), 1):
+                f.write(json.dumps(r) + "\n")
+                f.flush()
+                print(
+                    f"[{i}/{len(todo)}] {trial_id(r)} loss {r['loss']} ({r['cpu_s']:.0f} cpu-s)",
+                    flush=True,
+                )
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     rows = [r for r in rows if r["steps"] == args.steps]
     summ = summarise(rows)

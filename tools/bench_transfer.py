@@ -110,35 +110,76 @@ def main() -> None:
         pipe = run_pipeline(cfg, pool)
         mup_lr = pipe.mup.tuned["optim.lr"]
         hp = {k: v for k, v in pipe.mup.tuned.items() if k != "optim.lr"}
-        short = {"param.output_mult": "alpha_out", "param.attn_mult": "alpha_attn",
-                 "param.input_mult": "alpha_in"}
+        short = {
+            "param.output_mult": "alpha_out",
+            "param.attn_mult": "alpha_attn",
+            "param.input_mult": "alpha_in",
+        }
         hp_params = {short[k]: [v] for k, v in hp.items()}
         # SP at the target: a direct LR sweep there, around its proxies' best LRs
         sp_lr0 = pipe.sp.tuned["optim.lr"]
         n = args.target_lrs
         sp_lrs = [sp_lr0 * 2.0 ** (i - n // 2) for i in range(n)]
-        sc, fixed = sweep_spec(cfg, out, "sp_target", widths=[args.target], scheme="sp",
-                               lrs=sp_lrs, params={}, seeds=seeds)
+        sc, fixed = sweep_spec(
+            cfg,
+            out,
+            "sp_target",
+            widths=[args.target],
+            scheme="sp",
+            lrs=sp_lrs,
+            params={},
+            seeds=seeds,
+        )
         sp_t = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep at w{args.target}")
         # μP at the target: a small LR sweep around the transferred LR (regret)
         mu_lrs = [mup_lr * 2.0**d for d in (-1, 0, 1)]
-        sc, fixed = sweep_spec(cfg, out, "mup_target", widths=[args.target], scheme="mup",
-                               lrs=mu_lrs, params=hp_params, seeds=seeds)
+        sc, fixed = sweep_spec(
+            cfg,
+            out,
+            "mup_target",
+            widths=[args.target],
+            scheme="mup",
+            lrs=mu_lrs,
+            params=hp_params,
+            seeds=seeds,
+        )
         mu_t = run_stage(cfg, out, pool, sc, fixed, f"μP LR sweep at w{args.target}")
         depth = None
         if args.depth_target:
-            dcfg = OmegaConf.merge(cfg, {"proxy": {
-                "depth": args.depth_target,
-                "overrides": [*extra, "param.depth_alpha=1.0", f"param.base_depth={args.depth}"],
-            }})
-            sc, fixed = sweep_spec(dcfg, out, "mup_depth", widths=[min(widths)], scheme="mup",
-                                   lrs=mu_lrs, params=hp_params, seeds=seeds)
+            dcfg = OmegaConf.merge(
+                cfg,
+                {
+                    "proxy": {
+                        "depth": args.depth_target,
+                        "overrides": [
+                            *extra,
+                            "param.depth_alpha=1.0",
+                            f"param.base_depth={args.depth}",
+                        ],
+                    }
+                },
+            )
+            sc, fixed = sweep_spec(
+                dcfg,
+                out,
+                "mup_depth",
+                widths=[min(widths)],
+                scheme="mup",
+                lrs=mu_lrs,
+                params=hp_params,
+                seeds=seeds,
+            )
             dep = run_stage(dcfg, out, pool, sc, fixed, f"μP depth {args.depth_target} sweep")
             d_lr, d_best, _ = _best(dep, min(widths))
             at = [loss for t, loss in dep.losses.values() if t.lr == mu_lrs[1]]
-            depth = {"target_depth": args.depth_target, "width": min(widths),
-                     "loss_transfer": statistics.fmean(at), "best_loss": d_best, "best_lr": d_lr,
-                     "regret": statistics.fmean(at) / d_best - 1}
+            depth = {
+                "target_depth": args.depth_target,
+                "width": min(widths),
+                "loss_transfer": statistics.fmean(at),
+                "best_loss": d_best,
+                "best_lr": d_lr,
+                "regret": statistics.fmean(at) / d_best - 1,
+            }
     minutes = (time.perf_counter() - t_all) / 60
 
     sp_lr, sp_best, sp_seeds = _best(sp_t, args.target)
@@ -161,54 +202,79 @@ def main() -> None:
         "regret": statistics.fmean(mu_at) / mu_best - 1,
     }
     fit = json.loads((out / "pipeline" / "fit.json").read_text())
-    opt = {s: {w["width"]: w["lr_opt"] for w in fit[s]["per_width"] if w["scheme"] == s}
-           for s in ("mup", "sp")}
+    opt = {
+        s: {w["width"]: w["lr_opt"] for w in fit[s]["per_width"] if w["scheme"] == s}
+        for s in ("mup", "sp")
+    }
     drift = {
         "mup": math.log2(mu_lr / opt["mup"][min(widths)]),
         "sp": math.log2(sp_lr / opt["sp"][min(widths)]),
     }
-    spread = max(x for x in (rows["mup_transfer_sd"], rows["sp_target_best_sd"], 0.0)
-                 if math.isfinite(x))
+    spread = max(
+        x for x in (rows["mup_transfer_sd"], rows["sp_target_best_sd"], 0.0) if math.isfinite(x)
+    )
     targets = {
-        "μP transferred <= SP tuned at target, beyond the seed spread":
-            rows["mup_transfer_loss"] + spread < rows["sp_target_best_loss"],
-        "μP tuning cost <= 25% of SP's target sweep (CPU-s)":
-            rows["mup_tuning_cpu_s"] <= 0.25 * rows["sp_target_tuning_cpu_s"],
+        "μP transferred <= SP tuned at target, beyond the seed spread": rows["mup_transfer_loss"]
+        + spread
+        < rows["sp_target_best_loss"],
+        "μP tuning cost <= 25% of SP's target sweep (CPU-s)": rows["mup_tuning_cpu_s"]
+        <= 0.25 * rows["sp_target_tuning_cpu_s"],
         "μP LR drift <= 0.5 octave": abs(drift["mup"]) <= 0.5,
         "regret <= 1%": rows["regret"] <= 0.01,
     }
     if depth:
         targets[f"depth {args.depth}->{args.depth_target} regret <= 2% (α=1)"] = (
-            depth["regret"] <= 0.02)
-    summary = {"args": vars(args), "minutes": minutes, "rows": rows, "drift_octaves": drift,
-               "depth": depth, "targets": targets, "verdicts": pipe.to_json()["verdicts"],
-               "pipeline_summary": str(pipe.out / "summary.md")}
+            depth["regret"] <= 0.02
+        )
+    summary = {
+        "args": vars(args),
+        "minutes": minutes,
+        "rows": rows,
+        "drift_octaves": drift,
+        "depth": depth,
+        "targets": targets,
+        "verdicts": pipe.to_json()["verdicts"],
+        "pipeline_summary": str(pipe.out / "summary.md"),
+    }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
     r = rows
     w0 = min(widths)
-    print(f"\n{args.data}, GPT depth {args.depth}, proxies {args.widths} -> target "
-          f"{args.target} ({args.target // w0}x), {args.steps} steps, seq {args.seq_len}, "
-          f"batch {args.batch}, seeds {args.seeds}; {minutes:.1f} min")
+    print(
+        f"\n{args.data}, GPT depth {args.depth}, proxies {args.widths} -> target "
+        f"{args.target} ({args.target // w0}x), {args.steps} steps, seq {args.seq_len}, "
+        f"batch {args.batch}, seeds {args.seeds}; {minutes:.1f} min"
+    )
     print("| | loss at target | tuning CPU-s | tuning FLOPs |")
     print("| --- | --- | --- | --- |")
-    print(f"| μP tuned on proxies, transferred | {r['mup_transfer_loss']:.4g} ± "
-          f"{r['mup_transfer_sd']:.2g} | {r['mup_tuning_cpu_s']:.4g} | "
-          f"{r['mup_tuning_flops']:.3g} |")
-    print(f"| SP tuned at the target (LR sweep, {args.target_lrs} LRs) | {r['sp_target_best_loss']:.4g}"
-          f" ± {r['sp_target_best_sd']:.2g} | {r['sp_target_tuning_cpu_s']:.4g} | "
-          f"{r['sp_target_tuning_flops']:.3g} |")
-    print(f"| SP, LR transferred from its proxies | {r['sp_proxy_transfer_loss']:.4g} | "
-          f"{pipe.sp.tuning_cpu_s:.4g} | {pipe.sp.tuning_flops:.3g} |")
-    print(f"LR drift w{w0}->w{args.target}: μP {drift['mup']:+.2f} octave, SP "
-          f"{drift['sp']:+.2f} octave; μP regret vs a 3-point LR sweep at the target "
-          f"{100 * r['regret']:+.2f}%")
+    print(
+        f"| μP tuned on proxies, transferred | {r['mup_transfer_loss']:.4g} ± "
+        f"{r['mup_transfer_sd']:.2g} | {r['mup_tuning_cpu_s']:.4g} | "
+        f"{r['mup_tuning_flops']:.3g} |"
+    )
+    print(
+        f"| SP tuned at the target (LR sweep, {args.target_lrs} LRs) | "
+        f"{r['sp_target_best_loss']:.4g} ± {r['sp_target_best_sd']:.2g} | "
+        f"{r['sp_target_tuning_cpu_s']:.4g} | {r['sp_target_tuning_flops']:.3g} |"
+    )
+    print(
+        f"| SP, LR transferred from its proxies | {r['sp_proxy_transfer_loss']:.4g} | "
+        f"{pipe.sp.tuning_cpu_s:.4g} | {pipe.sp.tuning_flops:.3g} |"
+    )
+    print(
+        f"LR drift w{w0}->w{args.target}: μP {drift['mup']:+.2f} octave, SP "
+        f"{drift['sp']:+.2f} octave; μP regret vs a 3-point LR sweep at the target "
+        f"{100 * r['regret']:+.2f}%"
+    )
     if depth:
-        print(f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "
-              f"regret {100 * depth['regret']:+.2f}%")
+        print(
+            f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "
+            f"regret {100 * depth['regret']:+.2f}%"
+        )
     for v in pipe.verdicts:
-        print(f"verdict {v.param}: {v.kind} (slope {v.slope:+.3g}, CI {v.ci[0]:+.3g}.."
-              f"{v.ci[1]:+.3g})")
+        print(
+            f"verdict {v.param}: {v.kind} (slope {v.slope:+.3g}, CI {v.ci[0]:+.3g}..{v.ci[1]:+.3g})"
+        )
     for name, ok in targets.items():
         print(f"[{'met' if ok else 'MISSED'}] {name}")
 
