@@ -329,9 +329,12 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
         else:
             key = param_key(name)
             c_lrs = [lr_best]
-            c_params = {
-                short[k]: ([v] if k != key else search_params[name]) for k, v in best_hp.items()
-            }
+            values = list(search_params[name])
+            if "lr" in cfg.confirm.params:  # the searched point itself is in the LR confirmation
+                values = [v for v in values if v != best_hp[key]]
+            if not values:
+                continue
+            c_params = {short[k]: ([v] if k != key else values) for k, v in best_hp.items()}
         sc, fixed = sweep_spec(
             cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup", lrs=c_lrs, params=c_params
         )
