@@ -104,6 +104,13 @@ def settings(cfg: DictConfig) -> DictConfig:
             cfg.target.width,
             f"must be >= 8x the smallest proxy ({8 * min(cfg.proxy.widths)})",
         )
+    for name in cfg.confirm.params:
+        if name != "lr" and name not in cfg.search.params:
+            raise ConfigError(
+                "confirm.params",
+                name,
+                f"confirm lr or a searched value ({', '.join(cfg.search.params) or 'none'})",
+            )
     if not cfg.pipeline.quick:
         return cfg
     return OmegaConf.merge(cfg, cfg.quick_profile)

@@ -57,6 +57,8 @@ def test_quick_profile_and_the_8x_rule() -> None:
     assert full.target.width >= 8 * min(full.proxy.widths)
     with pytest.raises(ConfigError, match=r"target\.width"):
         settings(compose("pipeline", ["target.width=128"]))
+    with pytest.raises(ConfigError, match=r"confirm\.params"):
+        settings(compose("pipeline", ["confirm.params=[lr,alpha_attn]"]))
 
 
 def test_cli_rejects_a_small_target_in_one_line(tmp_path) -> None:
