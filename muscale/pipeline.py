@@ -543,7 +543,8 @@ def summary_markdown(r: PipelineResult) -> str:
             f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g} | {opt} |"
         )
     if r.coord_passed is not None:
-        lines += ["", f"Coordinate check (μP): {'passed' if r.coord_passed else 'FAILED'}."]
+        verdict_ = "passed" if r.coord_passed else "did not pass (coord_check/report.json)"
+        lines += ["", f"Coordinate check (μP): {verdict_}."]
     lines += [
         "",
         "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()),
