@@ -52,7 +52,9 @@ def test_mup_mlp_passes(optim):
 @pytest.mark.slow
 @pytest.mark.parametrize("optim", [ADAM, SGD], ids=["adam", "sgd"])
 def test_mup_gpt_passes(optim):
-    rep = _check(GPT, "mup", optim, widths=[64, 128, 256])
+    # zero-init readout and query (opt-in since issue 10): with them drawn, the incoherent
+    # W0·Δx term tilts the logits' change at these widths (measured -0.37; see i11's bands)
+    rep = _check(GPT, "mup", optim, widths=[64, 128, 256], zero_readout=True, zero_query=True)
     assert rep.passed, rep.verdict()
     assert rep.signature == "mup"
 
