@@ -33,6 +33,9 @@ MLP = [
     "sweep.lr_min=1e-3",
     "sweep.lr_max=0.3",
     "sweep.widths=[32]",
+    # the search machinery was calibrated with a zero-init readout (the default before
+    # issue 10's ablation); with alpha_out mis-set on purpose, a drawn readout starts far off
+    "param.zero_readout=true",
 ]
 GPT = [
     "model.depth=2",
@@ -44,6 +47,9 @@ GPT = [
     "sweep.lr_min=3e-4",
     "sweep.lr_max=0.3",
     "sweep.widths=[32]",
+    # the search machinery was calibrated with a zero-init readout (the default before
+    # issue 10's ablation); with alpha_out mis-set on purpose, a drawn readout starts far off
+    "param.zero_readout=true",
 ]
 
 

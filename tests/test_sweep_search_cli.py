@@ -25,6 +25,7 @@ TINY_MLP = [
     "trainer.max_steps=8",
     "trainer.eval_every=0",
     "trainer.progress=off",
+    "param.zero_readout=true",  # calibrated with the pre-issue-10 zero-init readout
 ]
 
 
