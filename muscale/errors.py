@@ -7,6 +7,8 @@ value and what is allowed.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -31,7 +33,11 @@ def check_choice(field: str, value: object, choices: Iterable[object]) -> None:
 
 
 def check_positive(field: str, value: float | int, *, allow_zero: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (or >= 0 with
+    ``allow_zero``): ``inf`` and ``nan`` are not sizes, rates or scales."""
+    allowed = "a finite number >= 0" if allow_zero else "a finite number > 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(field, value, allowed)
     ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        raise ConfigError(field, value, "must be >= 0" if allow_zero else "must be > 0")
+    if not ok or not math.isfinite(value):
+        raise ConfigError(field, value, allowed)

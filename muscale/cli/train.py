@@ -49,13 +49,31 @@ def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
     ]
 
 
+def _outcome(res: Any) -> str:
+    if res.diverged:
+        return "DIVERGED"
+    if res.stopped_by == "signal":
+        return "STOPPED EARLY by SIGTERM (checkpointed; rerun with trainer.resume=auto)"
+    return "done" if res.completed else f"stopped early ({res.stopped_by}; checkpointed)"
+
+
+def _exit_status(results: list[Any]) -> int:
+    """3 (EXIT_DIVERGED) if a run diverged, 143 (EXIT_STOPPED) if SIGTERM stopped one."""
+    from muscale.train.loop import EXIT_DIVERGED
+    from muscale.train.stop import EXIT_STOPPED
+
+    if any(r.diverged for r in results):
+        return EXIT_DIVERGED
+    return EXIT_STOPPED if any(r.stopped_by == "signal" for r in results) else 0
+
+
 def main(argv: list[str]) -> int:
     import hydra
 
     from muscale.cli.common import compose, conf_dir, config_location, hydra_flags, is_sweep_value
     from muscale.config import to_dict
     from muscale.train.distributed import env_info
-    from muscale.train.loop import EXIT_DIVERGED, prepare, run
+    from muscale.train.loop import prepare, run
 
     overrides, flags = hydra_flags(argv)
     multirun = any(f in ("-m", "--multirun") for f in flags)
@@ -83,10 +101,10 @@ def main(argv: list[str]) -> int:
         if env_info()[0] == 0:
             ev = res.final_eval_loss
             sys.stderr.write(
-                f"muscale train: {'DIVERGED' if res.diverged else 'done'} at step {res.steps}"
+                f"muscale train: {_outcome(res)} at step {res.steps}"
                 f" | loss {res.final_loss} | eval_loss {ev} | {res.run_dir}\n"
             )
-        return EXIT_DIVERGED if res.diverged else 0
+        return _exit_status([res])
 
     rank = env_info()[0]
     scratch = tempfile.mkdtemp(prefix=f"muscale-rank{rank}-") if rank else ""
@@ -99,4 +117,4 @@ def main(argv: list[str]) -> int:
         sys.argv = saved
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    return EXIT_DIVERGED if any(r.diverged for r in results) else 0
+    return _exit_status(results)

@@ -62,6 +62,7 @@ class TrainResult:
     run_dir: Path
     completed: bool = True
     diverged_reason: str | None = None
+    stopped_by: str | None = None  # "signal" (SIGTERM) | "time_limit" | "stop_at"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -380,7 +381,7 @@ def _train(
             )
         dist_utils.barrier(info)
 
-    diverged, reason, stopped = False, None, False
+    diverged, reason, stopped, stopped_by = False, None, False, None
     pending: list[tuple[int, Tensor, Tensor]] = []
     t_interval, tokens_interval = time.perf_counter(), 0
     step = start
@@ -435,6 +436,7 @@ def _train(
                 if diverged:
                     break
                 stopped = early or reduced[-1] > 0
+                stopped_by = _stop_cause(early, sig.flag or (reduced[-1] > 0 and not timeout))
                 t_interval, tokens_interval = time.perf_counter(), 0
             eval_now = tcfg.eval_every and step % tcfg.eval_every == 0
             if eval_now or (last and not diverged):
@@ -477,6 +479,7 @@ def _train(
         run_dir=run_dir,
         completed=completed,
         diverged_reason=reason,
+        stopped_by=stopped_by if stopped else None,
     )
     progress.close()
     if diverged:
@@ -486,6 +489,11 @@ def _train(
         (run_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=1))
     logger.close()
     return result
+
+
+def _stop_cause(early: bool, signalled: bool) -> str:
+    """Why a run stopped before ``max_steps``: SIGTERM wins (the scheduler must requeue)."""
+    return "signal" if signalled else "stop_at" if early else "time_limit"
 
 
 def _divergence(loss: float, initial: float | None, factor: float) -> str | None:
