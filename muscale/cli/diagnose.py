@@ -67,11 +67,14 @@ def load_source(checkpoint: str | None, device: str) -> Source:
     if path.is_file():
         if path.suffix != ".safetensors":
             raise UserError(f"checkpoint={checkpoint}: a file must be a .safetensors state dict")
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return Source(
-            label=str(path), model=None, state=load_file(str(path), device=device), model_cfg={}
-        )
+        try:
+            state = load_file(str(path), device=device)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise UserError(f"checkpoint={checkpoint}: not a readable .safetensors file: {exc}")
+        return Source(label=str(path), model=None, state=state, model_cfg={})
     load_model: Any = None
     with contextlib.suppress(ImportError):
         from muscale.train.checkpoint import load_model  # the trainer's loader
@@ -143,6 +146,8 @@ def _require_model(src: Source, what: str) -> nn.Module:
 def run(cfg: Any) -> dict[str, Any]:
     """Compute every requested diagnostic; returns the results dict for the report."""
     what = list(cfg.what) if not isinstance(cfg.what, str) else [cfg.what]
+    if not what:
+        raise UserError(f"what=[] is not allowed: choose at least one of {', '.join(WHATS)}")
     for w in what:
         if w not in WHATS:
             raise UserError(f"what={w!r} is not allowed: choose any of {', '.join(WHATS)}")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from muscale.cli.common import check_format, compose, print_json
-from muscale.errors import UserError
+from muscale.errors import UserError, check_positive
 
 
 def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
@@ -14,7 +14,9 @@ def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
     from muscale.sweep.fit import fit_sweep
     from muscale.sweep.store import Store
 
-    store = Store(str(cfg.store), create=False)
+    check_positive("slope_tol", cfg.slope_tol, allow_zero=True)
+    check_positive("bootstrap", cfg.get("bootstrap", 300))
+    store = Store(str(cfg.store), mode="read")
     names = store.sweeps()
     if not names:
         raise UserError(

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from muscale.cli.common import check_format, compose, print_json
 from muscale.cli.fit import load_fit
+from muscale.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
@@ -15,6 +16,8 @@ def main(argv: list[str]) -> int:
     cfg = compose("transfer", argv)
     fmt = check_format(cfg.format)
     target = TargetConfig(**to_dict(cfg.target))
+    if not isinstance(cfg.overwrite, bool):
+        raise ConfigError("overwrite", cfg.overwrite, "true or false")
     fit, records = load_fit(cfg)
     out_cfg = make_transfer(
         fit, records, target, scheme=cfg.scheme, method=str(cfg.method), store=str(cfg.store)
@@ -24,7 +27,7 @@ def main(argv: list[str]) -> int:
         if cfg.out
         else (Path("recipes") / f"transfer_{fit.sweep or 'sweep'}_w{target.width}.yaml")
     )
-    write_transfer(out_cfg, path)
+    write_transfer(out_cfg, path, overwrite=cfg.overwrite)
     prov = out_cfg["provenance"]
     if fmt == "json":
         print_json({"path": str(path), **prov})

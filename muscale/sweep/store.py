@@ -637,7 +637,7 @@ def _engine(store: str, url: str, path: Path | None, *, read_only: bool) -> Any:
     try:
         engine = sa.create_engine(url, **kwargs)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-        raise UserError(f"sweep.store={store!r} is not a usable database URL: {exc}") from None
+        raise UserError(f"store {store!r} is not a usable database URL: {exc}") from None
     if path is not None:
         sa.event.listen(engine, "connect", _sqlite_ro_pragmas if read_only else _sqlite_pragmas)
     return engine

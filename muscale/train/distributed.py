@@ -166,10 +166,14 @@ def load_full_state(
         set_optimizer_state_dict,
     )
 
+    from muscale.train.checkpoint import check_state_dict
+
     target = unwrap(model) if info.parallel != "fsdp" else model
     opts = _options(broadcast_from_rank0=True) if info.enabled else _options()
     if info.enabled and not info.is_main:
         msd, osd = {}, {}
+    else:  # strict: torch's full-state loader skips missing keys and casts dtypes
+        check_state_dict(unwrap(model).state_dict(), msd)
     set_model_state_dict(target, msd, options=opts)
     set_optimizer_state_dict(target, optimizer, osd, options=opts)
 
