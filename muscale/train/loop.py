@@ -165,7 +165,8 @@ def prepare(
     for mfield, attr in fields.items():  # the data decide vocabulary, context, dims
         model_d[mfield] = getattr(data, attr)
     mcfg = model_config(model_d)
-    _, plan = build_model(mcfg, pcfg, optim_family=optim.rule_family, device="meta")
+    meta_model, plan = build_model(mcfg, pcfg, optim_family=optim.rule_family, device="meta")
+    _check_memory(meta_model, mcfg, optim, dcfg, tcfg, world)
     config = {
         "model": dataclasses.asdict(mcfg),
         "param": dataclasses.asdict(pcfg),
@@ -193,6 +194,23 @@ def prepare(
         resume_from=resume_from,
         resume_meta=meta,
     )
+
+
+def _check_memory(meta_model: Any, mcfg: Any, optim: Any, dcfg: Any, tcfg: Any, world: int) -> None:
+    """Refuse a model that cannot fit before anything is allocated (muscale.train.memory)."""
+    from muscale.train import memory
+
+    per_rank = dcfg.batch_size // max(world * tcfg.grad_accum, 1)
+    est = memory.estimate(
+        meta_model,
+        optim_name=optim.name,
+        momentum=optim.momentum,
+        tokens_per_rank_step=per_rank * (getattr(mcfg, "seq_len", 1) or 1),
+        width=mcfg.width,
+        depth=mcfg.depth,
+        shards=world if tcfg.parallel == "fsdp" else 1,
+    )
+    memory.check_fits(est, tcfg.device)
 
 
 # --------------------------------------------------------------------------- running
