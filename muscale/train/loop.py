@@ -148,6 +148,7 @@ def prepare(
     env_rank, env_world, _ = dist_utils.env_info()
     rank = env_rank if rank is None else rank
     world = env_world if world_size is None else world_size
+    dist_utils.check_parallel(tcfg.parallel, world)
     if tcfg.grad_accum > 1 and dcfg.batch_size % (world * tcfg.grad_accum):
         raise UserError(
             f"data.batch_size={dcfg.batch_size} is not divisible by world_size x "
