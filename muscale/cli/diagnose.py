@@ -145,7 +145,7 @@ def _require_model(src: Source, what: str) -> nn.Module:
 
 def run(cfg: Any) -> dict[str, Any]:
     """Compute every requested diagnostic; returns the results dict for the report."""
-    what = list(cfg.what) if not isinstance(cfg.what, str) else [cfg.what]
+    what = [cfg.what] if isinstance(cfg.what, str | int | float) else list(cfg.what)
     if not what:
         raise UserError(f"what=[] is not allowed: choose at least one of {', '.join(WHATS)}")
     for w in what:

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from muscale.cli.common import check_format, compose, print_json
-from muscale.errors import UserError, check_positive
+from muscale.errors import UserError, check_positive, check_positive_int
 
 
 def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
@@ -15,7 +15,7 @@ def load_fit(cfg: Any) -> tuple[Any, list[Any]]:
     from muscale.sweep.store import Store
 
     check_positive("slope_tol", cfg.slope_tol, allow_zero=True)
-    check_positive("bootstrap", cfg.get("bootstrap", 300))
+    check_positive_int("bootstrap", cfg.get("bootstrap", 300))
     store = Store(str(cfg.store), mode="read")
     names = store.sweeps()
     if not names:

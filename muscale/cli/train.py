@@ -11,6 +11,7 @@ input is one line on stderr and exit status 2. Exit status 3: the run diverged.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,15 @@ def _run_dir_flag(flags: list[str]) -> Path | None:
         if f.startswith("hydra.run.dir="):
             return Path(f.split("=", 1)[1])
     return None
+
+
+def _check_writable(run_dir: Path) -> None:
+    """The run directory can be made: its nearest existing ancestor is a writable dir."""
+    p = run_dir.resolve()
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK):
+        raise UserError(f"hydra.run.dir={run_dir}: cannot create it ({p} is not a writable directory)")
 
 
 def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
@@ -83,6 +93,7 @@ def main(argv: list[str]) -> int:
     pre: Any = None
     if not multirun:
         pre = prepare(cfg, _run_dir_flag(flags))
+        _check_writable(_run_dir_flag(flags) or Path("outputs"))
     results: list[Any] = []
 
     def task(job_cfg: DictConfig) -> int:

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from muscale.errors import ConfigError, check_choice, check_positive
+from muscale.errors import ConfigError, check_choice, check_positive, check_positive_int
 from muscale.param.rules import SCHEMES
 from muscale.sweep.store import check_sweep_name
 
@@ -83,9 +83,9 @@ class SweepConfig:
         if not isinstance(self.widths, list | tuple) or not self.widths:
             raise ConfigError("sweep.widths", self.widths, "a non-empty list of widths")
         for w in self.widths:
-            if isinstance(w, bool) or not isinstance(w, int):
-                raise ConfigError("sweep.widths", w, "widths are positive integers")
-            check_positive("sweep.widths", w)
+            check_positive_int("sweep.widths", w)
+        if not isinstance(self.schemes, list | tuple) or not self.schemes:
+            raise ConfigError("sweep.schemes", self.schemes, f"a non-empty list of {SCHEMES}")
         for s in self.schemes:
             check_choice("sweep.schemes", s, SCHEMES)
         if not self.seeds:
@@ -104,6 +104,7 @@ class SweepConfig:
                 raise ConfigError(
                     "sweep.lr_max", self.lr_max, f"must exceed sweep.lr_min={self.lr_min}"
                 )
+            check_positive_int("sweep.lr_points", self.lr_points)
             if self.lr_points < 2:
                 raise ConfigError("sweep.lr_points", self.lr_points, "must be >= 2")
         for key, values in self.params.items():

@@ -514,9 +514,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     meta = read_meta(ckpt)
     config = meta["config"]
     plan = Plan.from_dict(meta["plan"])
-    model, built = build_model(
-        config["model"], config["param"], optim_family=plan.optim_family, device=device
-    )
+    try:
+        model, built = build_model(
+            config["model"], config["param"], optim_family=plan.optim_family, device=device
+        )
+    except (KeyError, TypeError) as exc:
+        raise UserError(f"checkpoint {ckpt}: meta.json config has no valid model: {exc!r}") from None
     if _canonical(built.to_dict()) != _canonical(meta["plan"]):
         raise UserError(
             f"checkpoint {ckpt}: its stored plan differs from the one this muscale builds "
