@@ -601,7 +601,7 @@ def soak(seed: int, kills: int, steps: int) -> int:
                 f"sweep.name={name}", f"sweep.widths=[{','.join(map(str, widths))}]",
                 f"sweep.lrs=[{','.join(map(str, lrs))}]", f"sweep.store={tmp / 'store.db'}",
                 "sweep.lease_s=30", f"hydra.sweep.dir={tmp / 'runs' / name}",
-                "hydra.job_logging.formatters.simple.format=%(process)d %(message)s"]  # fmt: skip
+                "hydra.job_logging.formatters.simple.format='%(process)d %(message)s'"]  # fmt: skip
 
     procs: dict[int, subprocess.Popen] = {}
     killed_pids: list[int] = []
@@ -616,16 +616,21 @@ def soak(seed: int, kills: int, steps: int) -> int:
     for i in range(len(names)):
         start(i)
     done: set[int] = set()
+    crashes: list[int] = []
     kills_left = kills
     while len(done) < len(names):
-        time.sleep(rng.uniform(1.0, 4.0))
+        time.sleep(rng.uniform(2.0, 6.0))
         for i, p in procs.items():
             if i not in done and p.poll() is not None:
                 if p.returncode == 0:
                     done.add(i)
+                elif crashes.append(i) or len(crashes) > 3:
+                    raise RuntimeError(f"sweep {i} keeps failing: see {logs[-1].name}")
                 else:
-                    start(i)  # crashed: requeue
+                    start(i)  # crashed by itself: requeue
         alive = [i for i in procs if i not in done and procs[i].poll() is None]
+        owners = _lease_pids(tmp / "store.db")  # kill mid-trial: a sweep holding a lease
+        alive = [i for i in alive if procs[i].pid in owners]
         if kills_left and alive:
             i = rng.choice(alive)
             victims = [procs[i].pid]
@@ -650,6 +655,21 @@ def soak(seed: int, kills: int, steps: int) -> int:
     return 0 if report["trials_lost"] == 0 and report["trials_run_twice"] == 0 else 1
 
 
+def _lease_pids(path: Path) -> set[int]:
+    """Pids that hold a trial lease right now (read-only look at the store)."""
+    if not path.exists():
+        return set()
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        rows = db.execute(
+            "SELECT pid FROM trials WHERE status = 'running' AND owner IS NOT NULL"
+        ).fetchall()
+        db.close()
+    except sqlite3.Error:
+        return set()
+    return {int(r[0]) for r in rows if r[0]}
+
+
 def _soak_report(tmp: Path, names: list[str], widths: list[int], lrs: list[float], steps: int,
                  killed: list[int], kills: int, wall: float) -> dict:  # fmt: skip
     from muscale.sweep.store import Store
@@ -666,20 +686,23 @@ def _soak_report(tmp: Path, names: list[str], widths: list[int], lrs: list[float
     lost = [k for k in expected if k not in recs or recs[k].status != "done"]
     # a completed training logs "step <steps>/<steps>" once, with its pid; completions by a
     # pid that was later SIGKILLed (before recording) are legitimately redone
-    completions: dict[str, list[int]] = {k: [] for k in expected}
+    completions: dict[str, set[int]] = {k: set() for k in expected}
+    resumed = 0
     for key in expected:
         for log in (tmp / "runs").glob(f"*/{key}/*.log"):
             for line in log.read_text(errors="replace").splitlines():
                 pid, _, msg = line.partition(" ")
                 if msg.startswith(f"step {steps}/{steps} ") and pid.isdigit():
-                    completions[key].append(int(pid))
-    twice = [k for k, pids in completions.items() if len([p for p in pids if p not in killed]) > 1]
+                    completions[key].add(int(pid))
+                resumed += msg.startswith("resumed from")
+    twice = [k for k, pids in completions.items() if len(pids - set(killed)) > 1]
     return {
         "sweeps": len(names),
         "trials_expected": len(expected),
         "kills": kills,
         "trials_lost": len(lost),
         "trials_run_twice": len(twice),
+        "trials_resumed_after_kill": resumed,
         "attempts_total": sum(r.attempts for r in recs.values()),
         "max_attempts": max((r.attempts for r in recs.values()), default=0),
         "wall_s": round(wall, 1),
