@@ -651,7 +651,10 @@ def soak(seed: int, kills: int, steps: int) -> int:
     wall = time.perf_counter() - t0
     report = _soak_report(tmp, names, widths, lrs, steps, killed_pids, kills - kills_left, wall)
     print(json.dumps(report, indent=1))
-    shutil.rmtree(tmp, ignore_errors=True)
+    if os.environ.get("MUSCALE_SOAK_KEEP"):
+        print(f"kept {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     return 0 if report["trials_lost"] == 0 and report["trials_run_twice"] == 0 else 1
 
 
