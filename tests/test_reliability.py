@@ -8,10 +8,8 @@ overwritten silently. The last test runs ~30 representative cases of ``tools/fuz
 from __future__ import annotations
 
 import hashlib
-import json
 import multiprocessing as mp
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,14 +18,14 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from muscale.errors import ConfigError, UserError, check_positive
 from muscale.files import write_text_new
 from muscale.sweep.store import SCHEMA_VERSION, Store, check_sweep_name, lease_alive
 
-TRIAL = dict(sweep="s", scheme="mup", width=8, depth=1, seed=0, lr=0.1, hparams={}, config={},
-             run_dir="r")  # fmt: skip
+TRIAL = dict(
+    sweep="s", scheme="mup", width=8, depth=1, seed=0, lr=0.1, hparams={}, config={}, run_dir="r"
+)
 
 
 def _sha(path: Path) -> str:
@@ -50,8 +48,11 @@ def test_read_mode_never_changes_a_file(tmp_path: Path) -> None:
     (tmp_path / "zero.db").write_bytes(b"")
     (tmp_path / "junk.db").write_bytes(os.urandom(4096))
     before = _files(tmp_path)
-    for name, msg in (("app.db", "not a muscale store"), ("zero.db", "not a muscale store"),
-                      ("junk.db", "not a database")):  # fmt: skip
+    for name, msg in (
+        ("app.db", "not a muscale store"),
+        ("zero.db", "not a muscale store"),
+        ("junk.db", "not a database"),
+    ):
         with pytest.raises(UserError, match=msg):
             Store(str(tmp_path / name), mode="read")
     with pytest.raises(UserError, match="not a muscale store"):
@@ -65,8 +66,9 @@ def test_read_mode_reads_a_store_without_writing(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     s = Store(str(path))
     s.start("k", **TRIAL)
-    s.finish("k", final_loss=1.0, final_eval_loss=1.0, best_eval_loss=0.5, diverged=False,
-             wall_time=1.0)  # fmt: skip
+    s.finish(
+        "k", final_loss=1.0, final_eval_loss=1.0, best_eval_loss=0.5, diverged=False, wall_time=1.0
+    )
     s.close()
     db = sqlite3.connect(path)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -97,14 +99,18 @@ def test_read_mode_works_in_a_read_only_directory(tmp_path: Path) -> None:
 def test_schema_versions_newer_refused_legacy_migrated_by_writes_only(tmp_path: Path) -> None:
     legacy = tmp_path / "v0.db"
     db = sqlite3.connect(legacy)
-    cols = ("key TEXT PRIMARY KEY, sweep TEXT, status TEXT, scheme TEXT, width INT, depth INT, "
-            "seed INT, lr FLOAT, hparams TEXT, config TEXT, final_loss FLOAT, "
-            "final_eval_loss FLOAT, best_eval_loss FLOAT, diverged BOOLEAN, wall_time FLOAT, "
-            "attempts INT, git_commit TEXT, run_dir TEXT, host TEXT, error TEXT, "
-            "updated_at FLOAT")  # fmt: skip
+    cols = (
+        "key TEXT PRIMARY KEY, sweep TEXT, status TEXT, scheme TEXT, width INT, depth INT, "
+        "seed INT, lr FLOAT, hparams TEXT, config TEXT, final_loss FLOAT, "
+        "final_eval_loss FLOAT, best_eval_loss FLOAT, diverged BOOLEAN, wall_time FLOAT, "
+        "attempts INT, git_commit TEXT, run_dir TEXT, host TEXT, error TEXT, "
+        "updated_at FLOAT"
+    )
     db.execute(f"CREATE TABLE trials ({cols})")
-    db.execute("INSERT INTO trials (key, sweep, status, attempts, best_eval_loss) "
-               "VALUES ('k', 's', 'done', 1, 0.25)")  # fmt: skip
+    db.execute(
+        "INSERT INTO trials (key, sweep, status, attempts, best_eval_loss) "
+        "VALUES ('k', 's', 'done', 1, 0.25)"
+    )
     db.commit()
     db.close()
     before = _sha(legacy)
@@ -152,8 +158,14 @@ def test_lease_claim_semantics(tmp_path: Path) -> None:
         conn.exec_driver_sql("UPDATE trials SET heartbeat = 0, host = 'elsewhere'")
     assert s.claim("k", owner="b", **TRIAL) == "claimed"
     assert not s.heartbeat("k", "a")  # a lost it
-    s.finish("k", final_loss=1.0, final_eval_loss=None, best_eval_loss=None, diverged=False,
-             wall_time=1.0)  # fmt: skip
+    s.finish(
+        "k",
+        final_loss=1.0,
+        final_eval_loss=None,
+        best_eval_loss=None,
+        diverged=False,
+        wall_time=1.0,
+    )
     assert s.claim("k", owner="c", **TRIAL) == "done"
     assert s.get("k").attempts == 2
 
@@ -246,18 +258,41 @@ def fuzz(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 #: one or two cases of every kind the fuzzer generates (names from tools/fuzz_cli.py)
 REPRESENTATIVE = [
-    "train optim.lr=inf", "train optim.eps=inf", "train model.width=abc", "train param=42",
-    "train trainer.parallel=abc", "train width 1e6", "train ddp without torchrun",
-    "train resume=ck_missing", "train resume=ck_shape", "train resume=ck_dtype",
-    "train resume=ck_rng", "train resume=ck_optim", "train resume=ck_step",
-    "train run dir under a file", "sweep sweep.widths=abc", "sweep sweep.lrs=[nan]",
-    "sweep sweep.lrs=[inf]", "sweep store=dir", "sweep store=garbage",
-    "sweep store=mysql://u@h/db", "sweep bad trial width", "sweep name traversal",
-    "fit store=other", "fit store=zero", "fit store=newer", "fit store=traversal",
-    "fit slope_tol=-1", "transfer target.width=abc", "transfer out=existing_yaml",
-    "transfer out=dir", "diagnose checkpoint=ck_bare", "diagnose checkpoint=ck_garbage",
-    "diagnose what=[]", "scaling fit store=truncated",
-]  # fmt: skip
+    "train optim.lr=inf",
+    "train optim.eps=inf",
+    "train model.width=abc",
+    "train param=42",
+    "train trainer.parallel=abc",
+    "train width 1e6",
+    "train ddp without torchrun",
+    "train resume=ck_missing",
+    "train resume=ck_shape",
+    "train resume=ck_dtype",
+    "train resume=ck_rng",
+    "train resume=ck_optim",
+    "train resume=ck_step",
+    "train run dir under a file",
+    "sweep sweep.widths=abc",
+    "sweep sweep.lrs=[nan]",
+    "sweep sweep.lrs=[inf]",
+    "sweep store=dir",
+    "sweep store=garbage",
+    "sweep store=mysql://u@h/db",
+    "sweep bad trial width",
+    "sweep name traversal",
+    "fit store=other",
+    "fit store=zero",
+    "fit store=newer",
+    "fit store=traversal",
+    "fit slope_tol=-1",
+    "transfer target.width=abc",
+    "transfer out=existing_yaml",
+    "transfer out=dir",
+    "diagnose checkpoint=ck_bare",
+    "diagnose checkpoint=ck_garbage",
+    "diagnose what=[]",
+    "scaling fit store=truncated",
+]
 
 
 def test_representative_hostile_inputs_one_line_exit_2_nothing_touched(fuzz) -> None:  # type: ignore[no-untyped-def]
@@ -283,12 +318,26 @@ def test_sigterm_stops_train_with_its_own_exit_status(tmp_path: Path) -> None:
 
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "muscale", "train", "model=mlp", "data=teacher",
-         "model.width=16", "param.base_width=16", "trainer.max_steps=1000000",
-         "trainer.log_every=5", "trainer.eval_every=0", "trainer.progress=plain",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "muscale",
+            "train",
+            "model=mlp",
+            "data=teacher",
+            "model.width=16",
+            "param.base_width=16",
+            "trainer.max_steps=1000000",
+            "trainer.log_every=5",
+            "trainer.eval_every=0",
+            "trainer.progress=plain",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         if "step 10/" in line:

@@ -112,7 +112,11 @@ FIELDS: list[tuple[str, str, str]] = [
     ],
     *[
         ("fit", k, kind)
-        for k, kind in [("slope_tol", "nonneg_float"), ("bootstrap", "pos_int"), ("format", "format")]
+        for k, kind in [
+            ("slope_tol", "nonneg_float"),
+            ("bootstrap", "pos_int"),
+            ("format", "format"),
+        ]
     ],
     *[
         ("transfer", k, kind)
@@ -131,10 +135,7 @@ FIELDS: list[tuple[str, str, str]] = [
         ("scaling plan", k, kind)
         for k, kind in [("compute", "pos_float"), ("law", "choice"), ("format", "format")]
     ],
-    *[
-        ("diagnose", k, kind)
-        for k, kind in [("what", "choice"), ("format", "format")]
-    ],
+    *[("diagnose", k, kind) for k, kind in [("what", "choice"), ("format", "format")]],
     *[
         ("inspect", k, kind)
         for k, kind in [("model.width", "pos_int"), ("param", "choice"), ("format", "format")]
@@ -197,10 +198,26 @@ def make_fixtures(root: Path) -> dict[str, Path]:
     for w in (8, 16):
         for lr, loss in ((0.01, 1.0), (0.1, 0.5), (1.0, 0.9)):
             key = f"k{w}_{lr}"
-            s.start(key, sweep="good", scheme="mup", width=w, depth=2, seed=0, lr=lr,
-                    hparams={}, config=cfg, run_dir=str(fx / "runs" / key))  # fmt: skip
-            s.finish(key, final_loss=loss, final_eval_loss=loss, best_eval_loss=loss,
-                     diverged=False, wall_time=1.0)  # fmt: skip
+            s.start(
+                key,
+                sweep="good",
+                scheme="mup",
+                width=w,
+                depth=2,
+                seed=0,
+                lr=lr,
+                hparams={},
+                config=cfg,
+                run_dir=str(fx / "runs" / key),
+            )
+            s.finish(
+                key,
+                final_loss=loss,
+                final_eval_loss=loss,
+                best_eval_loss=loss,
+                diverged=False,
+                wall_time=1.0,
+            )
     s.close()
     _checkpoint_db(good)
     paths["good"] = good
@@ -335,8 +352,18 @@ def build_cases(fx: dict[str, Path], seed: int) -> list[Case]:
                 argv = [a for a in argv if not a.startswith("sweep.lrs=")]
             cases.append(Case(f"{cmd} {key}={value}", argv, "type/range"))
     # 2. stores (read commands and the sweep's write path)
-    stores = ["dir", "file", "garbage", "zero", "other", "newer", "traversal", "badversion",
-              "nocols", "truncated"]  # fmt: skip
+    stores = [
+        "dir",
+        "file",
+        "garbage",
+        "zero",
+        "other",
+        "newer",
+        "traversal",
+        "badversion",
+        "nocols",
+        "truncated",
+    ]
     for s in stores:
         for cmd in ("fit", "transfer", "scaling fit"):
             argv = {
@@ -349,8 +376,13 @@ def build_cases(fx: dict[str, Path], seed: int) -> list[Case]:
             cases.append(
                 Case(f"sweep store={s}", [*base["sweep"], f"sweep.store={fx[s]}"], "store")
             )
-    for url in ("mysql://u@h/db", "nosuch://x", "postgresql://u@127.0.0.1:1/db", "/proc/x.db",
-                "/proc/self/status"):  # fmt: skip
+    for url in (
+        "mysql://u@h/db",
+        "nosuch://x",
+        "postgresql://u@127.0.0.1:1/db",
+        "/proc/x.db",
+        "/proc/self/status",
+    ):
         cases.append(Case(f"fit store={url}", ["fit", f"store={url}"], "store"))
         cases.append(Case(f"sweep store={url}", [*base["sweep"], f"sweep.store={url}"], "store"))
     cases.append(Case("fit store=missing", ["fit", "store=nope.db"], "path"))
@@ -358,19 +390,50 @@ def build_cases(fx: dict[str, Path], seed: int) -> list[Case]:
     cases.append(Case("fit sweep=missing", [*base["fit"], "sweep=nope"], "path"))
     cases.append(Case("sweep name traversal", [*base["sweep"], "sweep.name=../../x"], "path"))
     cases.append(Case("sweep name slash", [*base["sweep"], "sweep.name=a/b"], "path"))
-    cases.append(Case("sweep unknown param", [*base["sweep"], "+sweep.params.nope=[1]"], "type/range"))
-    cases.append(Case("sweep bad trial width", [*base["sweep"], "model=gpt", "model.n_heads=4",
-                      "sweep.widths=[8,10]", "data=synthetic", "data.seq_len=8",
-                      "model.depth=1"], "validation"))  # fmt: skip
+    cases.append(
+        Case("sweep unknown param", [*base["sweep"], "+sweep.params.nope=[1]"], "type/range")
+    )
+    cases.append(
+        Case(
+            "sweep bad trial width",
+            [
+                *base["sweep"],
+                "model=gpt",
+                "model.n_heads=4",
+                "sweep.widths=[8,10]",
+                "data=synthetic",
+                "data.seq_len=8",
+                "model.depth=1",
+            ],
+            "validation",
+        )
+    )
     # 3. checkpoints: resume and diagnose
-    for ck in ("ck_missing", "ck_shape", "ck_dtype", "ck_extra", "ck_rng", "ck_optim",
-               "ck_step", "ck_config", "ck_corrupt", "ck_garbage", "ck_bare", "file", "dir"):  # fmt: skip
+    for ck in (
+        "ck_missing",
+        "ck_shape",
+        "ck_dtype",
+        "ck_extra",
+        "ck_rng",
+        "ck_optim",
+        "ck_step",
+        "ck_config",
+        "ck_corrupt",
+        "ck_garbage",
+        "ck_bare",
+        "file",
+        "dir",
+    ):
         target = fx[ck] if ck in fx else fx["dir"]
-        cases.append(Case(f"train resume={ck}", [*base["train"], f"trainer.resume={target}"],
-                          "checkpoint"))  # fmt: skip
+        cases.append(
+            Case(f"train resume={ck}", [*base["train"], f"trainer.resume={target}"], "checkpoint")
+        )
         if ck not in ("ck_rng", "ck_optim", "ck_step"):  # diagnose reads the weights only
-            cases.append(Case(f"diagnose checkpoint={ck}",
-                              ["diagnose", f"checkpoint={target}"], "checkpoint"))  # fmt: skip
+            cases.append(
+                Case(
+                    f"diagnose checkpoint={ck}", ["diagnose", f"checkpoint={target}"], "checkpoint"
+                )
+            )
     cases.append(Case("train resume=missing", [*base["train"], "trainer.resume=nope"], "path"))
     cases.append(Case("diagnose what=[]", [*base["diagnose"], "what=[]"], "type/range"))
     cases.append(Case("diagnose missing", ["diagnose", "checkpoint=nope"], "path"))
@@ -386,8 +449,13 @@ def build_cases(fx: dict[str, Path], seed: int) -> list[Case]:
                 "proc": "/proc/muscale_out/x.yaml",
             }[where]
             cases.append(Case(f"{cmd} {key}={where}", [*base[cmd], f"{key}={value}"], "output"))
-    cases.append(Case("train run dir under a file",
-                      [*base["train"], f"hydra.run.dir={fx['file']}/run"], "output"))  # fmt: skip
+    cases.append(
+        Case(
+            "train run dir under a file",
+            [*base["train"], f"hydra.run.dir={fx['file']}/run"],
+            "output",
+        )
+    )
     # 5. semantics
     cases += [
         Case("train width 1e6", ["train", *TINY, "model.width=1000000"], "memory"),
@@ -400,10 +468,14 @@ def build_cases(fx: dict[str, Path], seed: int) -> list[Case]:
         Case("scaling unknown sub", ["scaling", "nope"], "type/range"),
         Case("scaling fit missing data", ["scaling", "fit", "data=nope.csv"], "path"),
         Case("scaling fit bad csv", ["scaling", "fit", f"data={fx['bad_csv']}"], "path"),
-        Case("scaling plan bad fit", ["scaling", "plan", "compute=1e21", f"fit={fx['bad_json']}"],
-             "path"),  # fmt: skip
-        Case("scaling plan missing fit", ["scaling", "plan", "compute=1e21", "fit=nope.json"],
-             "path"),  # fmt: skip
+        Case(
+            "scaling plan bad fit",
+            ["scaling", "plan", "compute=1e21", f"fit={fx['bad_json']}"],
+            "path",
+        ),
+        Case(
+            "scaling plan missing fit", ["scaling", "plan", "compute=1e21", "fit=nope.json"], "path"
+        ),
     ]
     # 6. pairs of hostile overrides on one command (seeded)
     pool = [c for c in cases if c.category == "type/range" and len(c.argv) > 1]
@@ -457,7 +529,7 @@ def run_case(case: Case, workdir: Path) -> tuple[int, str]:
                 rc = main(list(case.argv))
             except SystemExit as exc:
                 rc = exc.code if isinstance(exc.code, int) else 1
-            except BaseException as exc:  # noqa: BLE001 - a crash is what we look for
+            except BaseException:
                 import traceback
 
                 err.write("Traceback (most recent call last):\n" + traceback.format_exc())
@@ -510,8 +582,15 @@ def fuzz(seed: int, n: int, as_json: bool, list_only: bool) -> int:
                 if before.get(k) != after.get(k)
             )
             problems = check(case, rc, err, changed)
-            results.append({"case": case.name, "category": case.category, "rc": rc,
-                            "stderr": err.strip()[-400:], "problems": problems})  # fmt: skip
+            results.append(
+                {
+                    "case": case.name,
+                    "category": case.category,
+                    "rc": rc,
+                    "stderr": err.strip()[-400:],
+                    "problems": problems,
+                }
+            )
             if problems and not as_json:
                 print(f"FAIL {case.name}: {'; '.join(problems)}\n     {err.strip()[-300:]}")
             shutil.rmtree(work, ignore_errors=True)
@@ -529,8 +608,18 @@ def _summary(results: list[dict], wall: float, as_json: bool) -> int:
         tally[1] += bool(r["problems"])
     failed = sum(bool(r["problems"]) for r in results)
     if as_json:
-        print(json.dumps({"cases": len(results), "failures": failed, "wall_s": wall,
-                          "by_category": by_cat, "results": results}, indent=1))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "cases": len(results),
+                    "failures": failed,
+                    "wall_s": wall,
+                    "by_category": by_cat,
+                    "results": results,
+                },
+                indent=1,
+            )
+        )
     else:
         print(f"\n{'category':12s} {'cases':>6s} {'failures':>9s}")
         for cat, (total, bad) in sorted(by_cat.items()):
@@ -549,10 +638,20 @@ def races(tmp: Path, fx: dict[str, Path]) -> list[str]:
     out = tmp / "race.yaml"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "muscale", "transfer", f"store={fx['good']}",
-             "target.width=64", f"out={out}"],  # fmt: skip
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "muscale",
+                "transfer",
+                f"store={fx['good']}",
+                "target.width=64",
+                f"out={out}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(2)
     ]
     rcs = [(p.wait(), p.stderr.read() if p.stderr else "") for p in procs]
@@ -573,8 +672,13 @@ def races(tmp: Path, fx: dict[str, Path]) -> list[str]:
         "import time; time.sleep(3); print(' '.join(won))\n"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(store)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, env=env)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(store)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         for _ in range(8)
     ]
     won = [k for p in procs for k in (p.communicate()[0] or "").split()]
@@ -590,25 +694,41 @@ def soak(seed: int, kills: int, steps: int) -> int:
     """4 sweeps (names A, A, B, C) on one store, random SIGKILLs, restarts until done."""
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="muscale-soak-"))
-    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
-           "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "0"}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
+        "OMP_NUM_THREADS": "1",
+        "HYDRA_FULL_ERROR": "0",
+    }
     widths, lrs = [8, 16], [0.01, 0.03, 0.1]
     names = ["A", "A", "B", "C"]
 
     def cmd(name: str) -> list[str]:
-        return [sys.executable, "-m", "muscale", "sweep", *TINY[:-1], f"trainer.max_steps={steps}",
-                "trainer.log_every=5", "trainer.checkpoint_every=5", "trainer.progress=plain",
-                f"sweep.name={name}", f"sweep.widths=[{','.join(map(str, widths))}]",
-                f"sweep.lrs=[{','.join(map(str, lrs))}]", f"sweep.store={tmp / 'store.db'}",
-                "sweep.lease_s=30", f"hydra.sweep.dir={tmp / 'runs' / name}",
-                "hydra.job_logging.formatters.simple.format='%(process)d %(message)s'"]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "muscale",
+            "sweep",
+            *TINY[:-1],
+            f"trainer.max_steps={steps}",
+            "trainer.log_every=5",
+            "trainer.checkpoint_every=5",
+            "trainer.progress=plain",
+            f"sweep.name={name}",
+            f"sweep.widths=[{','.join(map(str, widths))}]",
+            f"sweep.lrs=[{','.join(map(str, lrs))}]",
+            f"sweep.store={tmp / 'store.db'}",
+            "sweep.lease_s=30",
+            f"hydra.sweep.dir={tmp / 'runs' / name}",
+            "hydra.job_logging.formatters.simple.format='%(process)d %(message)s'",
+        ]
 
     procs: dict[int, subprocess.Popen] = {}
     killed_pids: list[int] = []
     logs = []
 
     def start(i: int) -> None:
-        log = open(tmp / f"sweep{i}_{len(logs)}.log", "w")
+        log = open(tmp / f"sweep{i}_{len(logs)}.log", "w")  # noqa: SIM115 - closed at the end
         logs.append(log)
         procs[i] = subprocess.Popen(cmd(names[i]), stdout=log, stderr=subprocess.STDOUT, env=env)
 
@@ -673,8 +793,16 @@ def _lease_pids(path: Path) -> set[int]:
     return {int(r[0]) for r in rows if r[0]}
 
 
-def _soak_report(tmp: Path, names: list[str], widths: list[int], lrs: list[float], steps: int,
-                 killed: list[int], kills: int, wall: float) -> dict:  # fmt: skip
+def _soak_report(
+    tmp: Path,
+    names: list[str],
+    widths: list[int],
+    lrs: list[float],
+    steps: int,
+    killed: list[int],
+    kills: int,
+    wall: float,
+) -> dict:
     from muscale.sweep.store import Store
     from muscale.sweep.trials import Trial
 

@@ -73,7 +73,9 @@ def load_source(checkpoint: str | None, device: str) -> Source:
         try:
             state = load_file(str(path), device=device)
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-            raise UserError(f"checkpoint={checkpoint}: not a readable .safetensors file: {exc}")
+            raise UserError(
+                f"checkpoint={checkpoint}: not a readable .safetensors file: {exc}"
+            ) from None
         return Source(label=str(path), model=None, state=state, model_cfg={})
     load_model: Any = None
     with contextlib.suppress(ImportError):

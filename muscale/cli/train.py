@@ -43,7 +43,7 @@ def _check_writable(run_dir: Path) -> None:
     while not p.exists():
         p = p.parent
     if not p.is_dir() or not os.access(p, os.W_OK):
-        raise UserError(f"hydra.run.dir={run_dir}: cannot create it ({p} is not a writable directory)")
+        raise UserError(f"hydra.run.dir={run_dir}: cannot create it ({p} is not a writable dir)")
 
 
 def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:

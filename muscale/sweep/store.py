@@ -43,10 +43,26 @@ SCHEMA_VERSION = 1
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 #: columns a store needs to be read (all present since v0)
 _READ_COLUMNS = (
-    "key", "sweep", "status", "scheme", "width", "depth", "seed", "lr", "hparams", "config",
-    "final_loss", "final_eval_loss", "best_eval_loss", "diverged", "wall_time", "attempts",
-    "git_commit", "run_dir", "error",
-)  # fmt: skip
+    "key",
+    "sweep",
+    "status",
+    "scheme",
+    "width",
+    "depth",
+    "seed",
+    "lr",
+    "hparams",
+    "config",
+    "final_loss",
+    "final_eval_loss",
+    "best_eval_loss",
+    "diverged",
+    "wall_time",
+    "attempts",
+    "git_commit",
+    "run_dir",
+    "error",
+)
 #: columns added by schema v1 (trial leases), with their SQL types for ``ALTER TABLE``
 _LEASE_COLUMNS = {"owner": "VARCHAR(100)", "pid": "INTEGER", "heartbeat": "FLOAT"}
 #: default lease time-to-live in seconds (a heartbeat is written every quarter of it)
@@ -291,11 +307,19 @@ class Store:
         self._upsert(
             key,
             _start_values(
-                sweep=sweep, scheme=scheme, width=width, depth=depth, seed=seed, lr=lr,
-                hparams=hparams, config=config, run_dir=run_dir, owner=owner,
+                sweep=sweep,
+                scheme=scheme,
+                width=width,
+                depth=depth,
+                seed=seed,
+                lr=lr,
+                hparams=hparams,
+                config=config,
+                run_dir=run_dir,
+                owner=owner,
             ),
             bump_attempts=True,
-        )  # fmt: skip
+        )
 
     def claim(self, key: str, *, owner: str, ttl: float = LEASE_TTL_S, **trial: Any) -> str:
         """Take the lease of trial ``key`` for ``owner`` and mark it running (a new attempt).
@@ -618,12 +642,11 @@ def _check_sqlite_path(store: str, path: Path, *, write: bool) -> None:
         raise UserError(f"store {store} is a directory: give a file path such as {path}/sweeps.db")
     if not write and not path.is_file():
         raise UserError(f"store {store} not found: run `muscale sweep sweep.store={store}` first")
-    if write and not path.exists():
-        if not path.parent.is_dir():
-            try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise UserError(f"store {store}: cannot create {path.parent}: {exc}") from None
+    if write and not path.exists() and not path.parent.is_dir():
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"store {store}: cannot create {path.parent}: {exc}") from None
 
 
 def _engine(store: str, url: str, path: Path | None, *, read_only: bool) -> Any:

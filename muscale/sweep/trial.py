@@ -107,10 +107,8 @@ def _heartbeat(store: Store, key: str, owner: str, every: float) -> Iterator[Non
 
     def beat() -> None:
         while not stop.wait(every):
-            try:
+            with contextlib.suppress(Exception):  # a busy store: the next beat retries
                 store.heartbeat(key, owner)
-            except Exception:  # a busy store: the next beat retries
-                pass
 
     thread = threading.Thread(target=beat, name=f"lease-{key}", daemon=True)
     thread.start()
