@@ -295,6 +295,7 @@ REPRESENTATIVE = [
 ]
 
 
+@pytest.mark.slow
 def test_representative_hostile_inputs_one_line_exit_2_nothing_touched(fuzz) -> None:  # type: ignore[no-untyped-def]
     fuzz_cli, root, fx = fuzz
     cases = {c.name: c for c in fuzz_cli.build_cases(fx, seed=0)}
@@ -313,6 +314,7 @@ def test_representative_hostile_inputs_one_line_exit_2_nothing_touched(fuzz) -> 
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_sigterm_stops_train_with_its_own_exit_status(tmp_path: Path) -> None:
     from muscale.train.stop import EXIT_STOPPED
 

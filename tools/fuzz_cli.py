@@ -690,13 +690,16 @@ def races(tmp: Path, fx: dict[str, Path]) -> list[str]:
 # --------------------------------------------------------------------------- soak
 
 
-def soak(seed: int, kills: int, steps: int) -> int:
-    """4 sweeps (names A, A, B, C) on one store, random SIGKILLs, restarts until done."""
+def soak(seed: int, kills: int, steps: int, code: Path = ROOT) -> int:
+    """4 sweeps (names A, A, B, C) on one store, random SIGKILLs, restarts until done.
+
+    ``code``: the muscale checkout the sweeps run (another one, e.g. a build without
+    leases, is the negative control of the "run twice" audit)."""
     rng = random.Random(seed)
     tmp = Path(tempfile.mkdtemp(prefix="muscale-soak-"))
     env = {
         **os.environ,
-        "PYTHONPATH": f"{ROOT}:{os.environ.get('PYTHONPATH', '')}",
+        "PYTHONPATH": f"{code}:{os.environ.get('PYTHONPATH', '')}",
         "OMP_NUM_THREADS": "1",
         "HYDRA_FULL_ERROR": "0",
     }
@@ -718,7 +721,7 @@ def soak(seed: int, kills: int, steps: int) -> int:
             f"sweep.widths=[{','.join(map(str, widths))}]",
             f"sweep.lrs=[{','.join(map(str, lrs))}]",
             f"sweep.store={tmp / 'store.db'}",
-            "sweep.lease_s=30",
+            *(["sweep.lease_s=30"] if code == ROOT else []),
             f"hydra.sweep.dir={tmp / 'runs' / name}",
             "hydra.job_logging.formatters.simple.format='%(process)d %(message)s'",
         ]
@@ -852,9 +855,10 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=6)
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--races", action="store_true", help="also run the two-process races")
+    ap.add_argument("--code", type=Path, default=ROOT, help="checkout the soak's sweeps run")
     args = ap.parse_args()
     if args.soak:
-        return soak(args.seed, args.kills, args.steps)
+        return soak(args.seed, args.kills, args.steps, args.code.resolve())
     rc = fuzz(args.seed, args.n, args.json, args.list)
     if args.races:
         tmp = Path(tempfile.mkdtemp(prefix="muscale-race-"))
