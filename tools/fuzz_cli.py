@@ -733,7 +733,9 @@ def soak(seed: int, kills: int, steps: int, code: Path = ROOT) -> int:
     def start(i: int) -> None:
         log = open(tmp / f"sweep{i}_{len(logs)}.log", "w")  # noqa: SIM115 - closed at the end
         logs.append(log)
-        procs[i] = subprocess.Popen(cmd(names[i]), stdout=log, stderr=subprocess.STDOUT, env=env)
+        procs[i] = subprocess.Popen(
+            cmd(names[i]), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp
+        )
 
     t0 = time.perf_counter()
     for i in range(len(names)):
