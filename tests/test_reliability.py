@@ -8,8 +8,10 @@ overwritten silently. The last test runs ~30 representative cases of ``tools/fuz
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -349,3 +351,36 @@ def test_sigterm_stops_train_with_its_own_exit_status(tmp_path: Path) -> None:
     assert proc.wait(timeout=120) == EXIT_STOPPED
     assert "STOPPED EARLY by SIGTERM" in rest
     assert list((tmp_path / "run" / "checkpoints").glob("step_*"))
+
+
+def _can_unshare() -> bool:
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _can_unshare(), reason="needs unshare -m (a private read-only mount)")
+def test_fit_reads_a_store_on_a_read_only_file_system(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    s = Store(str(ro / "s.db"))
+    for w in (8, 16):
+        for lr, loss in ((0.01, 1.0), (0.1, 0.5), (1.0, 0.9)):
+            key = f"k{w}_{lr}"
+            s.start(key, **{**TRIAL, "width": w, "lr": lr})
+            s.finish(key, final_loss=loss, final_eval_loss=loss, best_eval_loss=loss,
+                     diverged=False, wall_time=1.0)  # fmt: skip
+    s.close()
+    db = sqlite3.connect(ro / "s.db")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    before = _files(ro)
+    script = (
+        f"mount --bind {ro} {ro} && mount -o remount,bind,ro {ro} && "
+        f"{sys.executable} -m muscale fit store={ro / 's.db'} format=json out={tmp_path / 'fit'}"
+    )
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-1000:]
+    assert {w["width"] for w in json.loads(proc.stdout)["per_width"]} == {8, 16}
+    assert _files(ro) == before and sorted(p.name for p in ro.iterdir()) == ["s.db"]
