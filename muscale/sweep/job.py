@@ -88,7 +88,9 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     except BaseException as exc:
         store.fail(key, f"{type(exc).__name__}: {exc}")
         raise
-    if not res.completed and not res.diverged:
+    if res.stopped_by in ("signal", "time_limit"):
+        # cut short from outside: not a result, resumable (a halving rung's planned stop at
+        # ``trainer.stop_at`` is a result and is recorded below)
         store.fail(key, f"stopped early at step {res.steps} ({res.stopped_by}); resumable")
         if res.stopped_by == "signal":
             raise Stopped(f"trial {key} stopped by SIGTERM at step {res.steps}")
