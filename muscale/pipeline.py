@@ -100,7 +100,8 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
         scheme="mup" if "mup" in fit.trends else None,
         store=str(out / "sweeps.db"),
     )
-    target_path = write_transfer(tdict, out / f"target_w{target.width}.yaml")
+    # the pipeline owns its out dir (fit.json and plots are rewritten too): a re-run replaces
+    target_path = write_transfer(tdict, out / f"target_w{target.width}.yaml", overwrite=True)
     timings["fit_transfer"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
