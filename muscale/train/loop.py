@@ -207,7 +207,7 @@ def _check_memory(meta_model: Any, mcfg: Any, optim: Any, dcfg: Any, tcfg: Any, 
         momentum=optim.momentum,
         tokens_per_rank_step=per_rank * (getattr(mcfg, "seq_len", 1) or 1),
         width=mcfg.width,
-        depth=mcfg.depth,
+        depth=mcfg.depth or 1,  # an HF model with depth=None: its own layer count (>= 1)
         shards=world if tcfg.parallel == "fsdp" else 1,
     )
     memory.check_fits(est, tcfg.device)
