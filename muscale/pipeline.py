@@ -1,70 +1,310 @@
-"""The main job: coordinate check -> SP and μP proxy sweeps -> fit -> transfer -> target run.
+"""The main job: tune μP on proxies, transfer to a much wider target, and compare with SP.
 
-Each step is a library call (the same ones the individual commands use); this module only
-chains them and writes a summary. On the embedded synthetic language it runs in minutes on a
-laptop CPU; point ``data=`` and the widths at real data and a cluster launcher for real use.
+Steps (each a library call; this module chains them and writes the summary):
+
+1. coordinate check of μP (optional);
+2. **search**: μP at the smallest proxy, the LR jointly with the base multipliers
+   (``search.params``, e.g. alpha_out; TP5 §4 tunes these at the proxy);
+3. **confirm**: at the other proxy widths, each of ``confirm.params`` swept around the
+   searched point with the others held there, so every tuned value gets a verdict across
+   width (holds / drifts / inconclusive) rather than one number from one width;
+4. **SP proxies**: the LR swept at every proxy width under SP (what a user does without μP);
+5. **transfer**: μP's tuned values written into a target config (``target_w<N>.yaml``, with
+   provenance); SP's LR by its own proxies' fit (mean if its optimum holds, else its trend);
+6. **target runs**: both trained at the target width over ``target.seeds``.
+
+Tuning compute of each scheme is the sum over its proxy trials of CPU-seconds and training
+FLOPs (:mod:`muscale.trial_pool`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
+import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 
-@dataclass
+@dataclass(kw_only=True)
+class Verdict:
+    """Does a tuned value's optimum hold across proxy widths?
+
+    ``slope``: log2(optimum) per width doubling (least squares over per-seed optima) with a
+    95% t-interval ``ci``; ``kind``: ``holds`` when the whole interval lies within ±tol,
+    ``drifts`` when it lies entirely outside, ``inconclusive`` otherwise or when an optimum
+    sits on the edge of what was tried (the true optimum may be beyond it).
+    """
+
+    param: str
+    kind: str
+    slope: float
+    ci: tuple[float, float]
+    optima: dict[int, float]  # width -> optimum (mean over seeds, geometric)
+    reason: str = ""
+
+
+@dataclass(kw_only=True)
+class SchemeResult:
+    scheme: str
+    tuned: dict[str, float]  # config key -> transferred value
+    target_losses: list[float]  # one per target seed
+    tuning_cpu_s: float
+    tuning_flops: float
+    tuning_trials: int
+
+    @property
+    def target_loss(self) -> float:
+        return statistics.fmean(self.target_losses)
+
+    @property
+    def target_sd(self) -> float:
+        return statistics.stdev(self.target_losses) if len(self.target_losses) > 1 else math.nan
+
+
+@dataclass(kw_only=True)
 class PipelineResult:
     out: Path
     coord_passed: bool | None
-    fit: dict[str, Any]
+    target_width: int
+    proxy_widths: list[int]
+    mup: SchemeResult
+    sp: SchemeResult
+    verdicts: list[Verdict]
     target_config: Path
-    target_loss: float | None
-    predicted_loss: float
-    predicted_loss_ci: list[float]
     timings: dict[str, float] = field(default_factory=dict)
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "coord_passed": self.coord_passed,
+            "target_width": self.target_width,
+            "proxy_widths": self.proxy_widths,
+            "mup": {**asdict(self.mup), "target_loss": self.mup.target_loss},
+            "sp": {**asdict(self.sp), "target_loss": self.sp.target_loss},
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "target_config": str(self.target_config),
+            "timings": self.timings,
+        }
 
-def _sweep_overrides(cfg: DictConfig, out: Path) -> list[str]:
+
+def settings(cfg: DictConfig) -> DictConfig:
+    """The effective settings: ``quick_profile`` merged over the rest when quick."""
+    from muscale.errors import ConfigError
+
+    if cfg.target.width < 8 * min(cfg.proxy.widths) and not cfg.pipeline.quick:
+        raise ConfigError(
+            "target.width",
+            cfg.target.width,
+            f"must be >= 8x the smallest proxy ({8 * min(cfg.proxy.widths)})",
+        )
+    for name in cfg.confirm.params:
+        if name != "lr" and name not in cfg.search.params:
+            raise ConfigError(
+                "confirm.params",
+                name,
+                f"confirm lr or a searched value ({', '.join(cfg.search.params) or 'none'})",
+            )
+    if not cfg.pipeline.quick:
+        return cfg
+    return OmegaConf.merge(cfg, cfg.quick_profile)
+
+
+def _lst(xs: Any) -> str:
+    return "[" + ",".join(str(x) for x in xs) + "]"
+
+
+def _train_overrides(cfg: DictConfig) -> list[str]:
+    """Overrides of ``conf/train.yaml`` shared by every proxy and target run."""
     p = cfg.proxy
-    lst = lambda xs: "[" + ",".join(str(x) for x in xs) + "]"  # noqa: E731
     return [
-        f"model={cfg.model}",
-        f"data={cfg.data}",
+        f"model={cfg.family}",
+        f"data={cfg.dataset}",
         f"model.depth={p.depth}",
         f"trainer.max_steps={p.steps}",
-        "sweep.name=pipeline",
-        f"sweep.store={out / 'sweeps.db'}",
-        f"sweep.widths={lst(p.widths)}",
-        f"sweep.schemes={lst(p.schemes)}",
-        f"sweep.lrs={lst(p.lrs)}",
-        f"sweep.seeds={lst(p.seeds)}",
         f"param.base_width={min(p.widths)}",
-        f"hydra.sweep.dir={out / 'sweep'}",
-        f"hydra/launcher={cfg.launcher}",
+        "trainer.threads=1",
         "trainer.progress=off",
-        *(["trainer.threads=1"] if cfg.launcher != "basic" else []),
         *list(p.overrides),
     ]
 
 
-def run_pipeline(cfg: DictConfig) -> PipelineResult:
-    from muscale.hydra_app import compose, run_hydra_app
-    from muscale.sweep.job import run_trial
+def sweep_spec(
+    cfg: DictConfig,
+    out: Path,
+    name: str,
+    *,
+    widths: list[int],
+    scheme: str,
+    lrs: list[float],
+    params: dict[str, list[Any]],
+    seeds: list[int] | None = None,
+) -> tuple[Any, list[str]]:
+    """A :class:`SweepConfig` and the fixed overrides its trial jobs compose."""
+    from muscale.sweep.config import SweepConfig
+
+    sc = SweepConfig(
+        name=name,
+        widths=[int(w) for w in widths],
+        schemes=[scheme],
+        seeds=[int(s) for s in (cfg.proxy.seeds if seeds is None else seeds)],
+        lrs=[float(x) for x in lrs],
+        params={k: list(v) for k, v in params.items()},
+        store=str(out / "sweeps.db"),
+    )
+    fixed = [
+        *_train_overrides(cfg),
+        f"sweep.name={name}",
+        f"sweep.store={sc.store}",
+        f"sweep.widths={_lst(sc.widths)}",
+        f"sweep.schemes=[{scheme}]",
+        f"sweep.seeds={_lst(sc.seeds)}",
+        f"sweep.lrs={_lst(sc.lrs)}",
+        *(f"sweep.params.{k}={_lst(v)}" for k, v in sc.params.items()),
+    ]
+    return sc, fixed
+
+
+def run_stage(cfg: DictConfig, out: Path, pool: Any, sc: Any, fixed: list[str], label: str) -> Any:
+    """Run one sweep in ``pool`` behind one progress line; return its outcome."""
+    from muscale.trial_pool import Display, run_sweep
+
+    display = Display(label, int(cfg.jobs), str(cfg.progress))
+    try:
+        return run_sweep(
+            sc, fixed, out / "trials" / sc.name, pool=pool, jobs=int(cfg.jobs), display=display
+        )
+    finally:
+        display.close()
+
+
+def _mean_curve(outcome: Any, *, width: int, match: dict[str, Any]) -> dict[tuple, float]:
+    """Mean loss over seeds per (lr, hparams) at ``width``, for trials matching ``match``."""
+    acc: dict[tuple, list[float]] = {}
+    for t, loss in outcome.losses.values():
+        if t.width != width or any(t.hparams.get(k) != v for k, v in match.items()):
+            continue
+        key = (t.lr, tuple(sorted(t.hparams.items())))
+        acc.setdefault(key, []).append(loss)
+    return {
+        k: statistics.fmean(v) if all(map(math.isfinite, v)) else math.inf for k, v in acc.items()
+    }
+
+
+def _vertex(xs: list[float], ys: list[float]) -> tuple[float, bool]:
+    """Optimum of a curve in log2 space: quadratic vertex through the best point and its
+    neighbours, kept within them; and whether the best point is on the edge."""
+    order = np.argsort(xs)
+    x, y = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
+    i = int(np.argmin(y))
+    edge = i in (0, len(x) - 1)
+    if edge or not np.all(np.isfinite(y[i - 1 : i + 2])):
+        return float(x[i]), edge
+    a, b, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
+    v = -b / (2 * a) if a > 0 else x[i]
+    return float(np.clip(v, x[i - 1], x[i + 1])), edge
+
+
+def verdict(param: str, points: dict[int, dict[int, dict[float, float]]], tol: float) -> Verdict:
+    """Verdict for one tuned value from ``points[width][seed][value] = loss``.
+
+    Per (width, seed): the optimum of log2(value) (:func:`_vertex`); across widths: least
+    squares of those optima on log2(width), slope with a 95% t-interval.
+    """
+    from scipy import stats
+
+    xs, ys, optima, edges = [], [], {}, []
+    for width, by_seed in sorted(points.items()):
+        per_seed = []
+        for curve in by_seed.values():
+            vals = sorted(curve)
+            v, edge = _vertex([math.log2(x) for x in vals], [curve[x] for x in vals])
+            per_seed.append(v)
+            edges.append(edge)
+            xs.append(math.log2(width))
+            ys.append(v)
+        optima[width] = 2.0 ** statistics.fmean(per_seed)
+    if len(optima) < 2 or len(xs) < 3:
+        return Verdict(
+            param=param,
+            kind="inconclusive",
+            slope=math.nan,
+            ci=(math.nan, math.nan),
+            optima=optima,
+            reason="fewer than 2 widths or 3 optima",
+        )
+    fit = stats.linregress(xs, ys)
+    half = stats.t.ppf(0.975, len(xs) - 2) * fit.stderr if len(xs) > 2 else math.inf
+    lo, hi = fit.slope - half, fit.slope + half
+    if any(edges):
+        kind, reason = "inconclusive", "an optimum is on the edge of the values tried"
+    elif -tol <= lo and hi <= tol:
+        kind, reason = "holds", f"95% interval within ±{tol} octave/doubling"
+    elif lo > tol or hi < -tol:
+        kind, reason = "drifts", f"95% interval outside ±{tol} octave/doubling"
+    else:
+        kind, reason = "inconclusive", f"95% interval wider than the ±{tol} band decides"
+    return Verdict(
+        param=param,
+        kind=kind,
+        slope=float(fit.slope),
+        ci=(float(lo), float(hi)),
+        optima=optima,
+        reason=reason,
+    )
+
+
+def _points(outcomes: list[Any], param_key: str | None, fixed: dict[str, Any]) -> dict:
+    """``points[width][seed][value] = loss`` for ``param_key`` (None: the LR)."""
+    pts: dict[int, dict[int, dict[float, float]]] = {}
+    for oc in outcomes:
+        for t, loss in oc.losses.values():
+            others = {k: v for k, v in t.hparams.items() if k != param_key}
+            if others != {k: v for k, v in fixed.items() if k not in (param_key, "lr")}:
+                continue
+            if param_key is not None and t.lr != fixed["lr"]:
+                continue
+            value = t.lr if param_key is None else float(t.hparams[param_key])
+            pts.setdefault(t.width, {}).setdefault(t.seed, {})[value] = loss
+    return pts
+
+
+def run_pipeline(cfg: DictConfig, pool: Any = None) -> PipelineResult:
+    """Run every step (see the module docstring) and write ``summary.md``/``summary.json``.
+
+    ``pool``: a :func:`muscale.trial_pool.make_pool` to reuse (a benchmark running more
+    sweeps afterwards); by default one is made for this call.
+    """
+    from muscale.trial_pool import make_pool
+
+    cfg = settings(cfg)
+    if pool is not None:
+        return _pipeline(cfg, pool)
+    with make_pool(int(cfg.jobs)) as own:
+        return _pipeline(cfg, own)
+
+
+def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
+    from muscale.sweep.config import param_key
     from muscale.sweep.optima import fit_sweep
-    from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
     from muscale.sweep.store import Store
-    from muscale.sweep.transfer import TargetConfig, make_transfer, write_transfer
-    from muscale.train.loop import run as train
+    from muscale.sweep.transfer import TargetConfig, make_transfer, transferred_lr, write_transfer
+    from muscale.trial_pool import run_configs
 
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(cfg.out) if cfg.out else Path("outputs/pipeline") / stamp
     out.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, out / "pipeline.yaml")
     timings: dict[str, float] = {}
+    widths = sorted(int(w) for w in cfg.proxy.widths)
+    w0, others = widths[0], widths[1:]
+    lrs = sorted(float(x) for x in cfg.proxy.lrs)
 
     coord_passed = None
     if cfg.coord_check.enabled:
@@ -72,59 +312,167 @@ def run_pipeline(cfg: DictConfig) -> PipelineResult:
         coord_passed = _coord_check(cfg, out / "coord_check")
         timings["coord_check"] = time.perf_counter() - t0
 
+    # 2. search: μP at the smallest proxy, LR x search.params
     t0 = time.perf_counter()
-    run_hydra_app(
-        "sweep", _sweep_overrides(cfg, out), run_trial, multirun=True, prog="muscale pipeline"
+    search_params = {k: list(v) for k, v in cfg.search.params.items()}
+    sc, fixed = sweep_spec(
+        cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs, params=search_params
     )
-    timings["sweep"] = time.perf_counter() - t0
+    search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})")
+    curve = _mean_curve(search, width=w0, match={})
+    (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
+    best_hp = dict(hp_items)  # config key -> value
+    timings["search"] = time.perf_counter() - t0
 
+    # 3. confirm at the other widths, one tuned value at a time
     t0 = time.perf_counter()
-    records = Store(str(out / "sweeps.db"), create=False).records("pipeline")
-    fit = fit_sweep(records)
-    report = fit.to_json()
-    (out / "fit.json").write_text(json.dumps(report, indent=2))
-    plot_transfer(fit, out / "transfer.png")
-    plot_optimum_vs_width(fit, out / "optimum_vs_width.png")
+    short = {param_key(k): k for k in search_params}
+    confirms = []
+    for name in cfg.confirm.params:
+        if name == "lr":
+            n = int(cfg.confirm.lr_points)
+            c_lrs = [lr_best * 2.0 ** (i - n // 2) for i in range(n)]
+            c_params = {short[k]: [v] for k, v in best_hp.items()}
+        else:
+            key = param_key(name)
+            c_lrs = [lr_best]
+            values = list(search_params[name])
+            if "lr" in cfg.confirm.params:  # the searched point itself is in the LR confirmation
+                values = [v for v in values if v != best_hp[key]]
+            if not values:
+                continue
+            c_params = {short[k]: ([v] if k != key else values) for k, v in best_hp.items()}
+        sc, fixed = sweep_spec(
+            cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup", lrs=c_lrs, params=c_params
+        )
+        confirms.append(
+            run_stage(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})")
+        )
+    timings["confirm"] = time.perf_counter() - t0
+
+    # 4. SP: what a user does without μP, the LR swept at every proxy width
+    t0 = time.perf_counter()
+    sc, fixed = sweep_spec(cfg, out, "sp", widths=widths, scheme="sp", lrs=lrs, params={})
+    sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})")
+    timings["sp_sweep"] = time.perf_counter() - t0
+
+    # 5. fits, verdicts, transfer
+    t0 = time.perf_counter()
+    tol = float(cfg.confirm.tol)
+    fixed_pt = {"lr": lr_best, **best_hp}
+    verdicts = [
+        verdict(
+            "lr" if n == "lr" else n,
+            _points([search, *confirms], None if n == "lr" else param_key(n), fixed_pt),
+            tol,
+        )
+        for n in cfg.confirm.params
+    ]
+    store = Store(str(out / "sweeps.db"), create=False)
+    # μP's LR curve at every width, at the searched multipliers
+    mup_recs = [
+        r
+        for r in store.records()
+        if r.hparams == best_hp and r.sweep in ("mup_search", "mup_confirm_lr")
+    ]
+    sp_recs = store.records("sp")
+    fit_mup, fit_sp = fit_sweep(mup_recs), fit_sweep(sp_recs)
+    (out / "fit.json").write_text(
+        json.dumps({"mup": fit_mup.to_json(), "sp": fit_sp.to_json()}, indent=2, default=str)
+    )
+    tw = int(cfg.target.width)
+    steps = int(cfg.target.steps or cfg.proxy.steps)
     target = TargetConfig(
-        width=int(cfg.target.width),
+        width=tw,
         depth=cfg.target.depth,
-        max_steps=cfg.target.steps or int(cfg.proxy.steps),
+        max_steps=steps,
         device="auto",
         precision="auto",
         compile=False,
     )
+    # μP's premise is a width-independent optimum: the proxies' mean unless it clearly drifts
+    lr_kind = next((v.kind for v in verdicts if v.param == "lr"), "inconclusive")
+    lr_method = "trend" if lr_kind == "drifts" else "mean"
     tdict = make_transfer(
-        fit,
-        records,
-        target,
-        scheme="mup" if "mup" in fit.trends else None,
-        store=str(out / "sweeps.db"),
+        fit_mup, mup_recs, target, scheme="mup", method=lr_method, store=str(out / "sweeps.db")
     )
     # the pipeline owns its out dir (fit.json and plots are rewritten too): a re-run replaces
-    target_path = write_transfer(tdict, out / f"target_w{target.width}.yaml", overwrite=True)
+    target_path = write_transfer(tdict, out / f"target_w{tw}.yaml", overwrite=True)
+    x_sp, _, sp_method = transferred_lr(fit_sp, "sp", tw, "auto")
     timings["fit_transfer"] = time.perf_counter() - t0
 
+    # 6. both at the target
     t0 = time.perf_counter()
-    base = compose("train", [])
-    run_cfg = OmegaConf.merge(
-        base, {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")}
+    mup_base = OmegaConf.merge(
+        _compose_train([f"model={cfg.family}", f"data={cfg.dataset}"]),
+        {k: v for k, v in tdict.items() if k not in ("defaults", "provenance")},
     )
-    res = train(run_cfg, out / "target_run")
-    timings["target_run"] = time.perf_counter() - t0
-    target_loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_loss
-    prov = tdict["provenance"]
+    sp_base = _compose_train(
+        [
+            *_train_overrides(cfg),
+            "param=sp",
+            f"model.width={tw}",
+            f"optim.lr={2.0**x_sp!r}",
+            f"trainer.max_steps={steps}",
+        ]
+    )
+    if cfg.target.depth is not None:
+        sp_base.model.depth = int(cfg.target.depth)
+    jobs = []
+    for s in cfg.target.seeds:
+        for scheme, base in (("mup", mup_base), ("sp", sp_base)):
+            c = OmegaConf.merge(
+                base, {"trainer": {"seed": int(s), "threads": 1, "progress": "off"}}
+            )
+            jobs.append(
+                (
+                    f"{scheme}_s{s}",
+                    OmegaConf.to_container(c, resolve=True),
+                    str(out / "target_runs" / f"{scheme}_w{tw}_s{s}"),
+                )
+            )
+    target_out = run_configs(
+        jobs, pool=pool, jobs=int(cfg.jobs), label=f"target w{tw}", progress=str(cfg.progress)
+    )
+    timings["target_runs"] = time.perf_counter() - t0
+
+    mup_tuning = [search, *confirms]
+    mup = SchemeResult(
+        scheme="mup",
+        tuned={"optim.lr": float(tdict["optim"]["lr"]), **best_hp},
+        target_losses=[target_out[n] for n, _, _ in jobs if n.startswith("mup")],
+        tuning_cpu_s=sum(o.cpu_s for o in mup_tuning),
+        tuning_flops=sum(o.flops for o in mup_tuning),
+        tuning_trials=sum(len(o.costs) for o in mup_tuning),
+    )
+    sp = SchemeResult(
+        scheme="sp",
+        tuned={"optim.lr": float(2.0**x_sp), "lr_method": sp_method},  # type: ignore[dict-item]
+        target_losses=[target_out[n] for n, _, _ in jobs if n.startswith("sp")],
+        tuning_cpu_s=sp_sweep.cpu_s,
+        tuning_flops=sp_sweep.flops,
+        tuning_trials=len(sp_sweep.costs),
+    )
     result = PipelineResult(
         out=out,
         coord_passed=coord_passed,
-        fit=report,
+        target_width=tw,
+        proxy_widths=widths,
+        mup=mup,
+        sp=sp,
+        verdicts=verdicts,
         target_config=target_path,
-        target_loss=target_loss,
-        predicted_loss=prov["predicted_loss"],
-        predicted_loss_ci=prov["predicted_loss_ci"],
         timings=timings,
     )
-    (out / "summary.md").write_text(summary_markdown(result, tdict))
+    (out / "summary.md").write_text(summary_markdown(result))
+    (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
     return result
+
+
+def _compose_train(overrides: list[str]) -> DictConfig:
+    from muscale.hydra_app import compose
+
+    return compose("train", overrides)
 
 
 def _coord_check(cfg: DictConfig, out: Path) -> bool:
@@ -132,7 +480,7 @@ def _coord_check(cfg: DictConfig, out: Path) -> bool:
 
     c = cfg.coord_check
     return run_coord_check_from_config(
-        model=str(cfg.model),
+        model=str(cfg.family),
         widths=list(c.widths),
         steps=int(c.steps),
         seeds=int(c.seeds),
@@ -140,41 +488,68 @@ def _coord_check(cfg: DictConfig, out: Path) -> bool:
     )
 
 
-def summary_markdown(r: PipelineResult, tdict: dict[str, Any]) -> str:
-    lines = ["# muscale pipeline summary", ""]
-    if r.coord_passed is not None:
-        lines.append(f"- coordinate check (μP): {'passed' if r.coord_passed else 'FAILED'}")
-    for s, d in r.fit["by_scheme"].items():
-        t = d["trend"]["lr"]
-        lines.append(
-            f"- {s.upper()}: optimum log2(LR) slope {t['slope']:+.2f} octaves/doubling "
-            f"(95% CI {t['ci'][0]:+.2f}..{t['ci'][1]:+.2f}), drift {t['drift_octaves']:+.2f} "
-            f"octaves over widths {min(t['widths'])}-{max(t['widths'])}: "
-            f"{'transfer holds' if d['transfer_holds'] else 'optimum drifts'}"
-        )
-    prov = tdict["provenance"]
-    lines += [
-        f"- transferred LR {prov['lr']:.4g} ({prov['scheme']}, {prov['lr_method']}) to width "
-        f"{tdict['model']['width']}: predicted loss {r.predicted_loss:.4f} "
-        f"[{r.predicted_loss_ci[0]:.4f}, {r.predicted_loss_ci[1]:.4f}], achieved "
-        f"{r.target_loss:.4f}"
-        if r.target_loss is not None
-        else "- target run: no loss",
+def _fmt_loss(losses: list[float]) -> str:
+    m = statistics.fmean(losses)
+    if len(losses) > 1:
+        return f"{m:.4g} ± {statistics.stdev(losses):.2g}"
+    return f"{m:.4g}"
+
+
+def summary_markdown(r: PipelineResult) -> str:
+    """The side-by-side table: target loss, tuning compute, and the verdicts."""
+    n_seeds = len(r.mup.target_losses)
+    diff = r.mup.target_loss - r.sp.target_loss
+    spread = max(
+        (x for x in (r.mup.target_sd, r.sp.target_sd) if math.isfinite(x)), default=math.nan
+    )
+    if not math.isfinite(spread):
+        call = "one seed: no spread to judge against"
+    elif diff < -2 * spread:
+        call = "μP better beyond the seed spread"
+    elif diff > 2 * spread:
+        call = "SP better beyond the seed spread"
+    else:
+        call = "within the seed spread"
+    lines = [
+        "# muscale pipeline summary",
         "",
-        "| scheme | width | lr_opt | 95% CI | best loss | on edge |",
+        f"Proxies at widths {', '.join(map(str, r.proxy_widths))}; target width "
+        f"{r.target_width} ({r.target_width // min(r.proxy_widths)}x the smallest proxy), "
+        f"{n_seeds} seed(s). Target loss is the final eval loss, mean ± sd over seeds.",
+        "",
+        "| scheme | transferred | target loss | tuning CPU-s | tuning FLOPs | trials |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    for w in r.fit["per_width"]:
-        lines.append(
-            f"| {w['scheme']} | {w['width']} | {w['lr_opt']:.3g} | "
-            f"{w['lr_opt_ci'][0]:.3g}–{w['lr_opt_ci'][1]:.3g} | {w['best_loss']:.4f} | "
-            f"{'yes' if w['on_edge'] else ''} |"
+    for s in (r.mup, r.sp):
+        tuned = ", ".join(
+            f"{k.split('.')[-1]}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in s.tuned.items()
         )
+        lines.append(
+            f"| {'μP' if s.scheme == 'mup' else 'SP'} | {tuned} | {_fmt_loss(s.target_losses)} | "
+            f"{s.tuning_cpu_s:.4g} | {s.tuning_flops:.3g} | {s.tuning_trials} |"
+        )
+    lines += [
+        "",
+        f"μP − SP at the target: {diff:+.4f} ({call}).",
+        "",
+        "| tuned value | verdict across proxy widths | slope (oct/doubling) | 95% CI | "
+        "optimum per width |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for v in r.verdicts:
+        opt = ", ".join(f"{w}: {x:.3g}" for w, x in sorted(v.optima.items()))
+        lines.append(
+            f"| {v.param} | {v.kind} ({v.reason}) | {v.slope:+.3g} | "
+            f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g} | {opt} |"
+        )
+    if r.coord_passed is not None:
+        verdict_ = "passed" if r.coord_passed else "did not pass (coord_check/report.json)"
+        lines += ["", f"Coordinate check (μP): {verdict_}."]
     lines += [
         "",
         "Timings (s): " + ", ".join(f"{k} {v:.0f}" for k, v in r.timings.items()),
         "",
-        f"Target config: `{r.target_config}`",
-        "Plots: transfer.png, optimum_vs_width.png",
+        f"Target config (every tuned value, with provenance): `{r.target_config}`",
     ]
     return "\n".join(lines) + "\n"

@@ -39,7 +39,7 @@ def _slopes(rep, kind, stat):
 
 @pytest.mark.parametrize("optim", [ADAM, SGD], ids=["adam", "sgd"])
 def test_mup_mlp_passes(optim):
-    rep = _check(MLP, "mup", optim)
+    rep = _check(MLP, "mup", optim, zero_readout=True)  # the zero-init branch (opt-in)
     assert rep.passed, rep.verdict()
     assert rep.signature == "mup"
     assert all(abs(s.slope) <= 0.2 for s in rep.slopes), rep.verdict()
@@ -52,7 +52,9 @@ def test_mup_mlp_passes(optim):
 @pytest.mark.slow
 @pytest.mark.parametrize("optim", [ADAM, SGD], ids=["adam", "sgd"])
 def test_mup_gpt_passes(optim):
-    rep = _check(GPT, "mup", optim, widths=[64, 128, 256])
+    # zero-init readout and query (opt-in since issue 10): with them drawn, the incoherent
+    # W0·Δx term tilts the logits' change at these widths (measured -0.37; see i11's bands)
+    rep = _check(GPT, "mup", optim, widths=[64, 128, 256], zero_readout=True, zero_query=True)
     assert rep.passed, rep.verdict()
     assert rep.signature == "mup"
 
@@ -128,7 +130,9 @@ def test_hidden_lr_not_divided_by_m_is_caught():
 
 
 def test_attention_scale_one_over_sqrt_d_is_caught():
-    pcfg = ParamConfig(scheme="mup", base_width=64)
+    # zero-init readout/query isolate the attention fault (with the readout drawn, the
+    # mis-scaled attention also tilts the logits' change)
+    pcfg = ParamConfig(scheme="mup", base_width=64, zero_readout=True, zero_query=True)
     inner = config_factory(GPT, pcfg, family="adam")
 
     def factory(width, seed):

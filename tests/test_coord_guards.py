@@ -63,7 +63,7 @@ def test_optimizer_family_is_inferred_from_the_class():
 
 def test_inferred_sgd_family_builds_sgd_rules():
     """The plan built for the inferred family is the SGD column (hidden LR m^0, not m^-1)."""
-    from muscale.optim.build import make_optimizer
+    from muscale.optim.optimizer import make_optimizer
 
     cfg = OptimConfig(name="torch.optim.SGD", lr=0.1)
     model, plan = build_model(

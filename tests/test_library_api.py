@@ -62,7 +62,15 @@ def test_diagnostics_table_runs_what_is_asked_in_its_order():
         run,
     )
 
-    assert list(DIAGNOSTICS) == ["spectra", "hessian", "ntk", "jacobian"]
+    assert list(DIAGNOSTICS) == [
+        "spectra",
+        "hessian",
+        "ntk",
+        "jacobian",
+        "free_jacobian",
+        "attention_ntk",
+        "spectral_bias",
+    ]
     opts = DiagnoseOptions(
         what=["jacobian"],
         jacobian=JacobianOptions(width=16, depths=[2], activations=["tanh"], inits=["gaussian"]),

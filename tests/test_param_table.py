@@ -172,7 +172,8 @@ def test_n_heads_scaling_keeps_attention_scale():
 
 def test_zero_init_readout_and_query_under_mup_only():
     cfg = GPTConfig(width=128, depth=1, vocab_size=64)
-    model, plan = build_model(cfg, ParamConfig(scheme="mup", base_width=64))
+    on = dict(zero_readout=True, zero_query=True)  # opt-in (off by default)
+    model, plan = build_model(cfg, ParamConfig(scheme="mup", base_width=64, **on))
     assert (
         plan["lm_head.weight"].init == "zeros"
         and plan["blocks.0.attn.q_proj.weight"].init == "zeros"
@@ -180,8 +181,10 @@ def test_zero_init_readout_and_query_under_mup_only():
     assert torch.all(model.lm_head.weight == 0) and torch.all(
         model.blocks[0].attn.q_proj.weight == 0
     )
-    _, plan_sp = build_model(cfg, ParamConfig(scheme="sp", base_width=64))
+    _, plan_sp = build_model(cfg, ParamConfig(scheme="sp", base_width=64, **on))
     assert plan_sp["lm_head.weight"].init == "normal"
+    _, plan_default = build_model(cfg, ParamConfig(scheme="mup", base_width=64))
+    assert plan_default["lm_head.weight"].init == "normal"
 
 
 def test_orthogonal_init_has_plan_variance_and_equal_singular_values():

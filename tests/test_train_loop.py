@@ -36,7 +36,11 @@ def losses(run_dir: Path, key: str = "loss") -> list[tuple[int, float]]:
 
 
 def test_loss_decreases_on_synthetic(tmp_path: Path) -> None:
-    res = run(compose_train(["trainer.max_steps=40", "trainer.log_every=1"]), tmp_path)
+    # zero readout (opt-in since issue 10): uniform logits, so the first loss is ln(256)
+    res = run(
+        compose_train(["trainer.max_steps=40", "trainer.log_every=1", "param.zero_readout=true"]),
+        tmp_path,
+    )
     first = losses(tmp_path)[0][1]
     assert first == pytest.approx(5.5452, abs=0.02)  # μP zero readout: ln(256) at step 1
     assert res.final_eval_loss is not None and res.final_eval_loss < first - 0.6

@@ -1,23 +1,26 @@
-"""The headline experiment: does the optimal LR transfer across width? SP vs μP.
+"""The transfer benchmark (issue 10): μP tuned on proxies vs SP tuned at the target.
 
-On the embedded real-text corpus (``data=pytext``: the Python standard library's sources,
-byte-level), GPT proxies are swept over LR at widths 32..256 under SP and μP, in one run.
-Reported per scheme:
+One run, one table. On GPT with real text (the embedded pytext corpus, or a local text file
+with ``--data hf --data-path FILE``):
 
-* the optimum's drift in octaves across the width range (slope of log2(lr_opt) on
-  log2(width) times log2(max/min width));
-* the regret of the transferred LR at the largest width: fit the proxies (all widths but
-  the largest), transfer their optimum (μP/SP: the proxies' mean optimum; SP also with the
-  fitted trend extrapolated), train the largest width at that LR, and compare its loss with
-  the best loss of the direct sweep there: (loss_transfer - loss_best) / loss_best;
-* adaptive search vs a fine grid (0.25 octave) at one width: trials the adaptive search
-  needs to land within ±0.25 octave of the grid optimum.
+1. μP tuned on the proxies by ``muscale pipeline`` (LR x alpha_out searched at the smallest
+   proxy, confirmed at the others), transferred and trained at the target: loss;
+2. SP tuned **at the target** by a direct LR sweep there: best loss and its tuning cost;
+3. the tuning cost of (1): its proxy trials, CPU-seconds and FLOPs;
+4. drift of the LR optimum over the whole width range (proxies + target sweep), μP and SP,
+   and the regret of (1) against a small μP LR sweep at the target;
+5. depth: the values tuned at depth ``--depth`` transferred to depth ``--depth-target``
+   with CompleteP (``param.depth_alpha=1``) at the smallest proxy width, regret against an
+   LR sweep there.
 
-Trials run through ``muscale sweep`` (Hydra + muscale's sweeper) with the joblib launcher
-(2 workers, one thread each). Widths 32..256 (8x) fit the ~30-minute budget of a 2-core
-machine; ``--widths`` takes more. ``--quick`` shrinks everything for a smoke run.
+Targets (issue 10): (1) <= (2) beyond the seed spread with (3) <= 25% of (2)'s cost; μP LR
+drift <= 0.5 octave; regret <= 1% (width), <= 2% (depth). The script prints which are met.
 
-    python tools/bench_transfer.py [--out outputs/bench_transfer] [--quick]
+Width-512 trials take minutes of CPU each; every size is an option, so run the biggest
+configuration the machine allows:
+
+    python tools/bench_transfer.py --widths 32,64,128 --target 512 --steps 300 --seeds 0,1
+    python tools/bench_transfer.py --quick            # a smoke run (minutes)
 """
 
 from __future__ import annotations
@@ -25,175 +28,255 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import time
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from muscale.cli.common import compose, run_hydra_app
-from muscale.sweep.job import run_trial
-from muscale.sweep.optima import fit_sweep
-from muscale.sweep.plots import plot_optimum_vs_width, plot_transfer
-from muscale.sweep.store import Store
-from muscale.sweep.transfer import transferred_lr
+from muscale.hydra_app import compose
+from muscale.pipeline import run_pipeline, run_stage, sweep_spec
+from muscale.trial_pool import make_pool
 
 
-def lst(xs) -> str:
-    return "[" + ",".join(str(x) for x in xs) + "]"
+def _best(outcome, width: int) -> tuple[float, float, list[float]]:
+    """(LR of the best mean-over-seeds loss, that loss, the per-seed losses there)."""
+    by_lr: dict[float, list[float]] = {}
+    for t, loss in outcome.losses.values():
+        if t.width == width:
+            by_lr.setdefault(t.lr, []).append(loss)
+    lr = min(by_lr, key=lambda x: statistics.fmean(by_lr[x]))
+    return lr, statistics.fmean(by_lr[lr]), by_lr[lr]
 
 
-def sweep(out: Path, name: str, common: list[str], **kw: object) -> None:
-    args = [
-        f"sweep.name={name}",
-        f"sweep.store={out / 'store.db'}",
-        f"hydra.sweep.dir={out / 'runs' / name}",
-        "hydra/launcher=muscale_joblib",
-        "trainer.progress=off",
-        *common,
-    ]
-    args += [f"sweep.{k}={lst(v) if isinstance(v, list) else v}" for k, v in kw.items()]
-    run_hydra_app("sweep", args, run_trial, multirun=True, prog="bench_transfer")
-
-
-def train_at(out: Path, common: list[str], scheme: str, width: int, lr: float, base: int) -> float:
-    from muscale.train.loop import run
-
-    cfg = compose(
-        "train",
-        [
-            *common,
-            f"param={scheme}",
-            f"model.width={width}",
-            f"optim.lr={lr!r}",
-            f"param.base_width={base}",
-            "trainer.progress=off",
-        ],
-    )
-    res = run(cfg, out / "transfer_runs" / f"{scheme}_w{width}_lr{lr:.5g}")
-    return res.best_eval_loss if res.best_eval_loss is not None else float("inf")
+def _sd(xs: list[float]) -> float:
+    return statistics.stdev(xs) if len(xs) > 1 else math.nan
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default="outputs/bench_transfer")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--widths", default=None, help="comma-separated, e.g. 32,64,128,256,512")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    ap.add_argument("--widths", default="32,64,128", help="proxy widths")
+    ap.add_argument("--target", type=int, default=512, help="target width")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--seq-len", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--depth", type=int, default=2)
+    ap.add_argument("--depth-target", type=int, default=8, help="0: skip the depth part")
+    ap.add_argument("--seeds", default="0,1", help="seeds of every sweep and target run")
+    ap.add_argument("--target-lrs", type=int, default=5, help="SP LR points at the target")
+    ap.add_argument("--data", default="pytext", help="a conf/data option (pytext | hf | ...)")
+    ap.add_argument("--data-path", default=None, help="local text file for --data hf")
+    ap.add_argument("--jobs", type=int, default=2)
     args = ap.parse_args()
+    if args.quick:
+        args.widths, args.target, args.steps, args.seeds = "16,32", 128, 20, "0"
+        args.depth_target, args.target_lrs = 4, 3
+    widths = [int(w) for w in args.widths.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.quick:
-        widths, steps, lrs = [32, 64, 128], 60, [2.0**x for x in range(-7, -1)]
-        fine = [2.0 ** (-7 + 0.5 * i) for i in range(11)]
-    else:
-        # 8x, not 16x: 512-wide trials take ~5 CPU-min each here, beyond a 30-min budget
-        widths, steps, lrs = [32, 64, 128, 256], 200, [2.0**x for x in range(-9, -1)]
-        fine = [2.0 ** (-7 + 0.25 * i) for i in range(17)]
-    if args.widths:
-        widths = [int(w) for w in args.widths.split(",")]
-    common = [
-        "data=pytext",
-        "model.depth=2",
-        "data.seq_len=64",
-        "data.batch_size=16",
-        f"trainer.max_steps={steps}",
-        "trainer.eval_every=0",
+    extra = [
+        f"data.seq_len={args.seq_len}",
+        f"data.batch_size={args.batch}",
         "data.eval_batches=8",
-        "optim.schedule.warmup_steps=20",
-        "trainer.threads=1",
+        "trainer.eval_every=0",
+        f"optim.schedule.warmup_steps={max(1, args.steps // 10)}",
     ]
-    t0 = time.perf_counter()
-    sweep(out, "grid", common, widths=widths, schemes=["sp", "mup"], lrs=lrs)
-    t_grid = time.perf_counter() - t0
-    store = Store(str(out / "store.db"))
-    recs = [r for r in store.records("grid") if r.width in widths]
-    full = fit_sweep(recs)
-    proxies = fit_sweep([r for r in recs if r.width < max(widths)])
-    plot_transfer(full, out / "transfer.png")
-    plot_optimum_vs_width(full, out / "optimum_vs_width.png")
-    big = max(widths)
-    rows = []
-    for scheme in ("sp", "mup"):
-        best_direct = min(
-            r.loss
-            for r in recs
-            if r.scheme == scheme and r.width == big and not r.diverged and r.loss is not None
+    if args.data_path:
+        extra.append(f"data.path={args.data_path}")
+    cfg = compose(
+        "pipeline",
+        [
+            f"out={out / 'pipeline'}",
+            f"dataset={args.data}",
+            f"proxy.widths=[{','.join(map(str, widths))}]",
+            f"proxy.depth={args.depth}",
+            f"proxy.steps={args.steps}",
+            f"proxy.seeds=[{','.join(map(str, seeds))}]",
+            f"target.width={args.target}",
+            f"target.seeds=[{','.join(map(str, seeds))}]",
+            "coord_check.enabled=false",
+            f"jobs={args.jobs}",
+            "progress=plain",
+        ],
+    )
+    cfg.proxy.overrides = extra
+    if args.quick:
+        cfg.proxy.lrs = [0.004, 0.016, 0.064]
+    t_all = time.perf_counter()
+    with make_pool(args.jobs) as pool:
+        pipe = run_pipeline(cfg, pool)
+        mup_lr = pipe.mup.tuned["optim.lr"]
+        hp = {k: v for k, v in pipe.mup.tuned.items() if k != "optim.lr"}
+        short = {
+            "param.output_mult": "alpha_out",
+            "param.attn_mult": "alpha_attn",
+            "param.input_mult": "alpha_in",
+        }
+        hp_params = {short[k]: [v] for k, v in hp.items()}
+        # SP at the target: a direct LR sweep there, around its proxies' best LRs
+        sp_lr0 = pipe.sp.tuned["optim.lr"]
+        n = args.target_lrs
+        sp_lrs = [sp_lr0 * 2.0 ** (i - n // 2) for i in range(n)]
+        sc, fixed = sweep_spec(
+            cfg,
+            out,
+            "sp_target",
+            widths=[args.target],
+            scheme="sp",
+            lrs=sp_lrs,
+            params={},
+            seeds=seeds,
         )
-        t = full.trends[scheme]
-        drift = t.slope * math.log2(big / min(widths))
-        for method in ("mean", "trend") if scheme == "sp" else ("mean",):
-            x, _, _ = transferred_lr(proxies, scheme, big, method)
-            loss = train_at(out, common, scheme, big, 2.0**x, min(widths))
-            rows.append(
+        sp_t = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep at w{args.target}")
+        # μP at the target: a small LR sweep around the transferred LR (regret)
+        mu_lrs = [mup_lr * 2.0**d for d in (-1, 0, 1)]
+        sc, fixed = sweep_spec(
+            cfg,
+            out,
+            "mup_target",
+            widths=[args.target],
+            scheme="mup",
+            lrs=mu_lrs,
+            params=hp_params,
+            seeds=seeds,
+        )
+        mu_t = run_stage(cfg, out, pool, sc, fixed, f"μP LR sweep at w{args.target}")
+        depth = None
+        if args.depth_target:
+            dcfg = OmegaConf.merge(
+                cfg,
                 {
-                    "scheme": scheme,
-                    "method": method,
-                    "drift_octaves": drift,
-                    "slope": t.slope,
-                    "slope_ci": list(t.ci),
-                    "lr_transfer": 2.0**x,
-                    "loss_transfer": loss,
-                    "loss_best_direct": best_direct,
-                    "regret": (loss - best_direct) / best_direct,
-                }
+                    "proxy": {
+                        "depth": args.depth_target,
+                        "overrides": [
+                            *extra,
+                            "param.depth_alpha=1.0",
+                            f"param.base_depth={args.depth}",
+                        ],
+                    }
+                },
             )
-    # adaptive vs a fine grid, μP at width 64
-    t1 = time.perf_counter()
-    sweep(out, "fine", common, widths=[64], schemes=["mup"], lrs=fine)
-    sweep(
-        out,
-        "adaptive",
-        common,
-        widths=[64],
-        schemes=["mup"],
-        strategy="adaptive",
-        lr_min=min(fine),
-        lr_max=max(fine),
-    )
-    t_adapt = time.perf_counter() - t1
-    fine_recs = store.records("fine")
-    grid_best = min(fine_recs, key=lambda r: r.loss if r.loss is not None else math.inf)
-    ad = store.records("adaptive")
-    ad_best = min(ad, key=lambda r: r.loss if r.loss is not None else math.inf)
-    gap = abs(math.log2(ad_best.lr) - math.log2(grid_best.lr))
-    summary = {
-        "widths": widths,
-        "steps": steps,
-        "lrs": lrs,
-        "rows": rows,
-        "adaptive": {
-            "grid_trials": len(fine_recs),
-            "adaptive_trials": len(ad),
-            "grid_best_lr": grid_best.lr,
-            "adaptive_best_lr": ad_best.lr,
-            "gap_octaves": gap,
-        },
-        "seconds": {"grid": t_grid, "adaptive_and_fine": t_adapt},
-        "fit": full.to_json(),
+            sc, fixed = sweep_spec(
+                dcfg,
+                out,
+                "mup_depth",
+                widths=[min(widths)],
+                scheme="mup",
+                lrs=mu_lrs,
+                params=hp_params,
+                seeds=seeds,
+            )
+            dep = run_stage(dcfg, out, pool, sc, fixed, f"μP depth {args.depth_target} sweep")
+            d_lr, d_best, _ = _best(dep, min(widths))
+            at = [loss for t, loss in dep.losses.values() if t.lr == mu_lrs[1]]
+            depth = {
+                "target_depth": args.depth_target,
+                "width": min(widths),
+                "loss_transfer": statistics.fmean(at),
+                "best_loss": d_best,
+                "best_lr": d_lr,
+                "regret": statistics.fmean(at) / d_best - 1,
+            }
+    minutes = (time.perf_counter() - t_all) / 60
+
+    sp_lr, sp_best, sp_seeds = _best(sp_t, args.target)
+    mu_lr, mu_best, _ = _best(mu_t, args.target)
+    mu_at = [loss for t, loss in mu_t.losses.values() if t.lr == mu_lrs[1]]
+    sp_cost = sp_t.cpu_s  # the direct sweep at the target alone
+    rows = {
+        "mup_transfer_loss": statistics.fmean(mu_at),
+        "mup_transfer_sd": _sd(mu_at),
+        "mup_tuning_cpu_s": pipe.mup.tuning_cpu_s,
+        "mup_tuning_flops": pipe.mup.tuning_flops,
+        "sp_target_best_loss": sp_best,
+        "sp_target_best_sd": _sd(sp_seeds),
+        "sp_target_best_lr": sp_lr,
+        "sp_target_tuning_cpu_s": sp_cost,
+        "sp_target_tuning_flops": sp_t.flops,
+        "sp_proxy_transfer_loss": pipe.sp.target_loss,
+        "mup_target_sweep_best": mu_best,
+        "mup_target_sweep_best_lr": mu_lr,
+        "regret": statistics.fmean(mu_at) / mu_best - 1,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print(
-        f"\nwidths {widths[0]}..{widths[-1]} ({widths[-1] // widths[0]}x), {steps} steps, "
-        f"pytext, GPT depth 2; grid {len(lrs)} LRs x 2 schemes; {t_grid / 60:.1f} min"
+    fit = json.loads((out / "pipeline" / "fit.json").read_text())
+    opt = {
+        s: {w["width"]: w["lr_opt"] for w in fit[s]["per_width"] if w["scheme"] == s}
+        for s in ("mup", "sp")
+    }
+    drift = {
+        "mup": math.log2(mu_lr / opt["mup"][min(widths)]),
+        "sp": math.log2(sp_lr / opt["sp"][min(widths)]),
+    }
+    spread = max(
+        x for x in (rows["mup_transfer_sd"], rows["sp_target_best_sd"], 0.0) if math.isfinite(x)
     )
-    print(
-        f"{'scheme':<6} {'method':<6} {'drift (oct)':>11} {'slope/doubling':>15} "
-        f"{'lr transfer':>11} {'loss transfer':>13} {'best direct':>11} {'regret':>8}"
-    )
-    for r in rows:
-        print(
-            f"{r['scheme']:<6} {r['method']:<6} {r['drift_octaves']:>+11.2f} "
-            f"{r['slope']:>+15.2f} {r['lr_transfer']:>11.4g} {r['loss_transfer']:>13.4f} "
-            f"{r['loss_best_direct']:>11.4f} {100 * r['regret']:>7.2f}%"
+    targets = {
+        "μP transferred <= SP tuned at target, beyond the seed spread": rows["mup_transfer_loss"]
+        + spread
+        < rows["sp_target_best_loss"],
+        "μP tuning cost <= 25% of SP's target sweep (CPU-s)": rows["mup_tuning_cpu_s"]
+        <= 0.25 * rows["sp_target_tuning_cpu_s"],
+        "μP LR drift <= 0.5 octave": abs(drift["mup"]) <= 0.5,
+        "regret <= 1%": rows["regret"] <= 0.01,
+    }
+    if depth:
+        targets[f"depth {args.depth}->{args.depth_target} regret <= 2% (α=1)"] = (
+            depth["regret"] <= 0.02
         )
-    a = summary["adaptive"]
-    ratio = a["adaptive_trials"] / a["grid_trials"]
+    summary = {
+        "args": vars(args),
+        "minutes": minutes,
+        "rows": rows,
+        "drift_octaves": drift,
+        "depth": depth,
+        "targets": targets,
+        "verdicts": pipe.to_json()["verdicts"],
+        "pipeline_summary": str(pipe.out / "summary.md"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+
+    r = rows
+    w0 = min(widths)
     print(
-        f"adaptive search: {a['adaptive_trials']} trials vs fine grid {a['grid_trials']} "
-        f"(ratio {ratio:.2f}); best LR {a['adaptive_best_lr']:.4g} vs grid "
-        f"{a['grid_best_lr']:.4g}: {a['gap_octaves']:.2f} octave apart"
+        f"\n{args.data}, GPT depth {args.depth}, proxies {args.widths} -> target "
+        f"{args.target} ({args.target // w0}x), {args.steps} steps, seq {args.seq_len}, "
+        f"batch {args.batch}, seeds {args.seeds}; {minutes:.1f} min"
     )
-    print(f"figures: {out / 'transfer.png'}, {out / 'optimum_vs_width.png'}")
-    OmegaConf.save(OmegaConf.create(summary), out / "summary.yaml")
+    print("| | loss at target | tuning CPU-s | tuning FLOPs |")
+    print("| --- | --- | --- | --- |")
+    print(
+        f"| μP tuned on proxies, transferred | {r['mup_transfer_loss']:.4g} ± "
+        f"{r['mup_transfer_sd']:.2g} | {r['mup_tuning_cpu_s']:.4g} | "
+        f"{r['mup_tuning_flops']:.3g} |"
+    )
+    print(
+        f"| SP tuned at the target (LR sweep, {args.target_lrs} LRs) | "
+        f"{r['sp_target_best_loss']:.4g} ± {r['sp_target_best_sd']:.2g} | "
+        f"{r['sp_target_tuning_cpu_s']:.4g} | {r['sp_target_tuning_flops']:.3g} |"
+    )
+    print(
+        f"| SP, LR transferred from its proxies | {r['sp_proxy_transfer_loss']:.4g} | "
+        f"{pipe.sp.tuning_cpu_s:.4g} | {pipe.sp.tuning_flops:.3g} |"
+    )
+    print(
+        f"LR drift w{w0}->w{args.target}: μP {drift['mup']:+.2f} octave, SP "
+        f"{drift['sp']:+.2f} octave; μP regret vs a 3-point LR sweep at the target "
+        f"{100 * r['regret']:+.2f}%"
+    )
+    if depth:
+        print(
+            f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "
+            f"regret {100 * depth['regret']:+.2f}%"
+        )
+    for v in pipe.verdicts:
+        print(
+            f"verdict {v.param}: {v.kind} (slope {v.slope:+.3g}, CI {v.ci[0]:+.3g}..{v.ci[1]:+.3g})"
+        )
+    for name, ok in targets.items():
+        print(f"[{'met' if ok else 'MISSED'}] {name}")
 
 
 if __name__ == "__main__":

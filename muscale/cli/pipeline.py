@@ -1,4 +1,4 @@
-"""``muscale pipeline``: the README's main job (coord check -> sweeps -> fit -> transfer -> run)."""
+"""``muscale pipeline``: the README's main job (tune μP on proxies, transfer, compare with SP)."""
 
 from __future__ import annotations
 
@@ -6,23 +6,18 @@ from muscale.cli.common import check_format, compose, print_json
 
 
 def main(argv: list[str]) -> int:
-    from muscale.pipeline import run_pipeline
+    """Run the pipeline; print its summary table (or JSON with ``format=json``).
+
+    Exit status 0, or 1 when the coordinate check ran and did not pass.
+    """
+    from muscale.pipeline import run_pipeline, settings
 
     cfg = compose("pipeline", argv)
     fmt = check_format(cfg.format)
+    settings(cfg)  # validate (one line, exit 2) before anything runs or is written
     res = run_pipeline(cfg)
     if fmt == "json":
-        print_json(
-            {
-                "out": str(res.out),
-                "coord_passed": res.coord_passed,
-                "fit": res.fit,
-                "target_config": str(res.target_config),
-                "target_loss": res.target_loss,
-                "predicted_loss": res.predicted_loss,
-                "timings": res.timings,
-            }
-        )
+        print_json(res.to_json())
     else:
         print((res.out / "summary.md").read_text())
         print(f"outputs in {res.out}")

@@ -32,10 +32,12 @@ class ParamConfig:
     ``depth_alpha``: residual branch exponent: 0 none, 0.5 depth-μP, 1 CompleteP.
     ``input_mult``/``output_mult``/``attn_mult``: tunable base constants (TP5 §4: alpha_in,
     alpha_out, alpha_attn). ``zero_readout``/``zero_query``: zero-init the readout and the
-    query projection under μP (TP5 App. D.2; the mup README). ``scale_eps``: μP-scale Adam's
-    epsilon. ``base_shapes``: a microsoft/mup ``.bsh`` file to take the base width from
-    (overrides ``base_width``). ``init_dist``: Gaussian, or (scaled) orthogonal matrices
-    where shapes allow
+    query projection under μP (TP5 App. D.2; the mup README). Off by default: on real text
+    they cost μP up to 0.3 nats at 4x the base width (docs/parametrization.md, "Defaults and
+    the ablation that chose them"), and off, μP equals SP exactly at the base width.
+    ``scale_eps``: μP-scale Adam's epsilon. ``base_shapes``: a microsoft/mup ``.bsh`` file to
+    take the base width from (overrides ``base_width``). ``init_dist``: Gaussian, or (scaled)
+    orthogonal matrices where shapes allow
     (Saxe et al. 2014; Pennington et al. 2017).
     """
 
@@ -48,8 +50,8 @@ class ParamConfig:
     input_mult: float = 1.0
     output_mult: float = 1.0
     attn_mult: float = 1.0
-    zero_readout: bool = True
-    zero_query: bool = True
+    zero_readout: bool = False
+    zero_query: bool = False
     scale_eps: bool = True
     allow_base_above_width: bool = False
     base_shapes: str | None = None
