@@ -7,6 +7,8 @@ value and what is allowed.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterable
 
 
@@ -30,8 +32,20 @@ def check_choice(field: str, value: object, choices: Iterable[object]) -> None:
         raise ConfigError(field, value, "choose one of " + ", ".join(map(str, options)))
 
 
+def check_positive_int(field: str, value: object, *, allow_zero: bool = False) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer > 0 (>= 0 with
+    ``allow_zero``): counts and sizes are not ``1.5`` or ``true``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(field, value, "an integer >= 0" if allow_zero else "an integer > 0")
+    check_positive(field, int(value), allow_zero=allow_zero)
+
+
 def check_positive(field: str, value: float | int, *, allow_zero: bool = False) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is > 0 (or >= 0 with ``allow_zero``)."""
+    """Raise :class:`ConfigError` unless ``value`` is a finite number > 0 (or >= 0 with
+    ``allow_zero``): ``inf`` and ``nan`` are not sizes, rates or scales."""
+    allowed = "a finite number >= 0" if allow_zero else "a finite number > 0"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(field, value, allowed)
     ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        raise ConfigError(field, value, "must be >= 0" if allow_zero else "must be > 0")
+    if not ok or not math.isfinite(value):
+        raise ConfigError(field, value, allowed)

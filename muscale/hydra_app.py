@@ -100,7 +100,10 @@ def compose(
         extra = [f"hydra.searchpath=[file://{primary}]"]
         primary = str(Path(extra_dir).resolve())
     with initialize_config_dir(config_dir=primary, version_base="1.3"):
-        return hydra_compose(config_name=config_name, overrides=[*overrides, *extra])
+        try:
+            return hydra_compose(config_name=config_name, overrides=[*overrides, *extra])
+        except ValueError as exc:  # Hydra: e.g. "Config group override must be a string"
+            raise UserError(f"bad override: {exc}") from None
 
 
 def hydra_flags(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -133,6 +136,8 @@ def config_location(flags: list[str], default_name: str) -> tuple[str, str | Non
 def is_sweep_value(override: str) -> bool:
     """A Hydra sweep (``a,b``, ``range(...)``...), which compose cannot take."""
     value = override.split("=", 1)[-1]
+    if value[:1] in ("'", '"'):  # a quoted string is one value, never a sweep
+        return False
     return ("," in value and not value.startswith(("[", "{"))) or value.startswith(
         ("range(", "choice(", "interval(", "glob(")
     )

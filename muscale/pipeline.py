@@ -396,7 +396,8 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     tdict = make_transfer(
         fit_mup, mup_recs, target, scheme="mup", method=lr_method, store=str(out / "sweeps.db")
     )
-    target_path = write_transfer(tdict, out / f"target_w{tw}.yaml")
+    # the pipeline owns its out dir (fit.json and plots are rewritten too): a re-run replaces
+    target_path = write_transfer(tdict, out / f"target_w{tw}.yaml", overwrite=True)
     x_sp, _, sp_method = transferred_lr(fit_sp, "sp", tw, "auto")
     timings["fit_transfer"] = time.perf_counter() - t0
 

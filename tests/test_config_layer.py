@@ -34,6 +34,7 @@ BOTTOM = {
     "muscale.param.guards",  # validation rules that import only muscale.errors
     "muscale.optim",
     "muscale.optim.guards",
+    "muscale.sweep.guards",  # sweep-name rule, imports only muscale.errors
 }
 
 

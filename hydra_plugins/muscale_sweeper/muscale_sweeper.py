@@ -4,19 +4,24 @@ Hydra only loads sweepers from the ``hydra_plugins`` package, so this thin class
 and the logic lives in :mod:`muscale.sweep`. It works with any Hydra launcher (basic,
 joblib, submitit/SLURM): each round is one ``launcher.launch`` batch, each job runs
 :func:`muscale.sweep.job.run_trial`, which writes its result to the store before
-returning it. Finished trials found in the store are never launched again.
+returning it. Finished trials found in the store are never launched again, and trials
+leased by a live owner (another sweep of the same name, an array job) are waited for, not
+run twice (:meth:`muscale.sweep.store.Store.claim`). Every distinct trial config of the first
+round is validated before the store or the sweep directory is touched; a SIGTERM is
+forwarded to the workers (they checkpoint) and the sweep exits 143.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -39,52 +44,139 @@ class MuscaleSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Validate every trial, then run rounds; bad input is one line and exit 2, a
+        SIGTERM stops the workers (checkpointed) and exits ``EXIT_STOPPED``."""
+        import sys
+
+        from muscale.cli.main import _user_error_types, one_line
+        from muscale.train.stop import Stopped
+
+        try:
+            return self._sweep(arguments)
+        except Stopped as exc:
+            sys.stderr.write(
+                f"muscale sweep: {exc.message}; finished trials are in the store, re-run "
+                "the same command to resume the rest\n"
+            )
+            raise
+        except _user_error_types() as exc:
+            sys.stderr.write(f"muscale sweep: error: {one_line(exc)}\n")
+            raise SystemExit(2) from None
+
+    def _sweep(self, arguments: list[str]) -> Any:
         from muscale.config import to_dict
         from muscale.sweep.config import SweepConfig
         from muscale.sweep.driver import drive, loss_of, trial_arguments
         from muscale.sweep.store import Store
         from muscale.sweep.strategy import planner
+        from muscale.train.stop import Stopped, forwarding_sigterm
 
         assert self.config is not None and self.launcher is not None
         cfg = SweepConfig(**to_dict(self.config.sweep))
+        max_steps = int(self.config.trainer.max_steps)
+        plan = planner(cfg, max_steps=max_steps)
+        fixed = trial_arguments(cfg, arguments, plan)
+        # before anything is written: a fresh planner's first round (the real one keeps state)
+        self._validate_trials(planner(cfg, max_steps=max_steps).next_round({}), fixed)
         store = Store(cfg.store)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        plan = planner(cfg, max_steps=int(self.config.trainer.max_steps))
         done = {r.key: r for r in store.records(cfg.name)}
-        fixed = trial_arguments(cfg, arguments, plan)
-        state = {"job_idx": 0}
+        state: dict[str, Any] = {"job_idx": 0}
         returns: list[Any] = []
 
-        def launch(todo: list[Any]) -> list[float]:
+        def launch_batch(todo: list[Any]) -> list[Any]:
             batch = [fixed + t.overrides() for t in todo]
             results = self.launcher.launch(batch, initial_job_idx=state["job_idx"])
             state["job_idx"] += len(batch)
             returns.append(results)
-            out = []
-            for t, r in zip(todo, results, strict=True):
-                try:
-                    value = r.return_value
-                    out.append(loss_of(value.get("loss"), value.get("diverged", False)))
-                except Exception as exc:  # a failed job counts as a failed trial
-                    log.warning("trial %s failed: %s", t.key, " ".join(str(exc).split())[:300])
-                    out.append(math.inf)
-            return out
+            return list(results)
+
+        def launch(todo: list[Any]) -> list[float]:
+            losses = _run_leased(cfg, store, todo, launch_batch, state)
+            if state.get("signal"):
+                raise Stopped("stopped by SIGTERM (workers checkpointed and stopped)")
+            return [losses[t.key] for t in todo]
 
         def on_round(launched: int, reused: int) -> None:
             log.info(
-                "sweep %s: launching %d trials (%d already in the store)",
+                "sweep %s: %d trials to run (%d already in the store)",
                 cfg.name,
                 launched,
                 reused,
             )
 
-        drive(
-            plan,
-            launch,
-            done={k: loss_of(r.loss, r.diverged) for k, r in done.items()},
-            max_rounds=self.max_rounds,
-            on_round=on_round,
-        )
+        with forwarding_sigterm(state):
+            drive(
+                plan,
+                launch,
+                done={k: loss_of(r.loss, r.diverged) for k, r in done.items()},
+                max_rounds=self.max_rounds,
+                on_round=on_round,
+            )
         return returns
+
+    def _validate_trials(self, trials: list[Any], fixed: list[str]) -> None:
+        """Compose and check the training config of every distinct (scheme, width, depth,
+        hyperparameters) of the first round: a bad width fails here, not as a row."""
+        from muscale.sweep.job import training_config
+        from muscale.train.loop import prepare
+
+        assert self.hydra_context is not None and self.config is not None
+        data_cache: dict[str, Any] = {}
+        seen: set[Any] = set()
+        for t in trials:
+            if (t.group, t.depth) in seen:
+                continue
+            seen.add((t.group, t.depth))
+            job = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(fixed + t.overrides())
+            )
+            with open_dict(job):
+                del job["hydra"]  # its runtime fields exist only inside a launched job
+            tcfg = OmegaConf.create(training_config(job))
+            data_key = OmegaConf.to_yaml(tcfg.data)
+            setup = prepare(tcfg, None, data=data_cache.get(data_key))
+            data_cache[data_key] = setup.data
+
+
+def _run_leased(
+    cfg: Any,
+    store: Any,
+    trials: list[Any],
+    launch_batch: Callable[[list[Any]], list[Any]],
+    state: dict[str, Any],
+) -> dict[str, float]:
+    """Losses of ``trials`` by key: those done are read from the store, those leased by a
+    live owner (another sweep of the same name, an array job) are waited for, the rest are
+    launched. A failed job counts as a failed trial (inf)."""
+    import time
+
+    from muscale.sweep.driver import loss_of
+
+    losses: dict[str, float] = {}
+    pending = list(trials)
+    while pending:
+        states = store.lease_states([t.key for t in pending], cfg.lease_s)
+        for t in pending:
+            if states[t.key] == "done":  # finished by us earlier or by another owner
+                rec = store.get(t.key)
+                losses[t.key] = loss_of(rec.loss, rec.diverged)
+        free = [t for t in pending if states[t.key] == "free"]
+        if free:
+            for t, r in zip(free, launch_batch(free), strict=True):
+                try:
+                    value = r.return_value
+                    if value.get("leased"):
+                        continue  # another owner took it first: wait for its result
+                    losses[t.key] = loss_of(value.get("loss"), bool(value.get("diverged")))
+                except Exception as exc:  # a failed job counts as a failed trial
+                    log.warning("trial %s failed: %s", t.key, " ".join(str(exc).split())[:300])
+                    losses[t.key] = math.inf
+            if state.get("signal"):
+                return losses
+        pending = [t for t in pending if t.key not in losses]
+        if pending and not free:
+            time.sleep(min(2.0, cfg.lease_s / 10))  # leased elsewhere: poll the store
+    return losses

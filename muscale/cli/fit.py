@@ -17,8 +17,8 @@ def main(argv: list[str]) -> int:
         str(cfg.store),
         sweep=cfg.sweep,
         scheme=cfg.scheme,
-        slope_tol=float(cfg.slope_tol),
-        n_boot=int(cfg.bootstrap),
+        slope_tol=cfg.slope_tol,  # checked by fit_store (a finite number >= 0)
+        n_boot=cfg.bootstrap,
     )
     out = Path(cfg.out) if cfg.out else Path("outputs/fit") / (fit.sweep or "all")
     report = save_fit(fit, records, out)

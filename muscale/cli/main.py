@@ -29,10 +29,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 #: exceptions that mean "bad input" when raised while composing or validating config
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
+    from sqlalchemy.exc import DBAPIError
 
-    return (UserError, HydraException, OmegaConfBaseException, FileNotFoundError)
+    # OSError: unreadable inputs, read-only outputs (PermissionError, IsADirectoryError,
+    # FileNotFoundError...); database errors: a store that is garbage, locked or foreign
+    return (
+        UserError,
+        HydraException,
+        OmegaConfBaseException,
+        OSError,
+        sqlite3.DatabaseError,
+        DBAPIError,
+    )
 
 
 def _usage() -> str:

@@ -11,6 +11,7 @@ input is one line on stderr and exit status 2. Exit status 3: the run diverged.
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 import tempfile
@@ -36,6 +37,15 @@ def _run_dir_flag(flags: list[str]) -> Path | None:
     return None
 
 
+def _check_writable(run_dir: Path) -> None:
+    """The run directory can be made: its nearest existing ancestor is a writable dir."""
+    p = run_dir.resolve()
+    while not p.exists():
+        p = p.parent
+    if not p.is_dir() or not os.access(p, os.W_OK):
+        raise UserError(f"hydra.run.dir={run_dir}: cannot create it ({p} is not a writable dir)")
+
+
 def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
     """Ranks other than 0 run Hydra in a scratch dir, writing no outputs or logs."""
     if rank == 0:
@@ -49,6 +59,24 @@ def _rank_argv(argv: list[str], rank: int, scratch: str) -> list[str]:
     ]
 
 
+def _outcome(res: Any) -> str:
+    if res.diverged:
+        return "DIVERGED"
+    if res.stopped_by == "signal":
+        return "STOPPED EARLY by SIGTERM (checkpointed; rerun with trainer.resume=auto)"
+    return "done" if res.completed else f"stopped early ({res.stopped_by}; checkpointed)"
+
+
+def _exit_status(results: list[Any]) -> int:
+    """3 (EXIT_DIVERGED) if a run diverged, 143 (EXIT_STOPPED) if SIGTERM stopped one."""
+    from muscale.train.loop import EXIT_DIVERGED
+    from muscale.train.stop import EXIT_STOPPED
+
+    if any(r.diverged for r in results):
+        return EXIT_DIVERGED
+    return EXIT_STOPPED if any(r.stopped_by == "signal" for r in results) else 0
+
+
 def main(argv: list[str]) -> int:
     from muscale.cli.common import (
         compose,
@@ -60,7 +88,7 @@ def main(argv: list[str]) -> int:
     )
     from muscale.config import to_dict
     from muscale.train.distributed import env_info
-    from muscale.train.loop import EXIT_DIVERGED, prepare, run
+    from muscale.train.loop import prepare, run
 
     overrides, flags = hydra_flags(argv)
     multirun = any(f in ("-m", "--multirun") for f in flags)
@@ -70,6 +98,7 @@ def main(argv: list[str]) -> int:
     pre: Any = None
     if not multirun:
         pre = prepare(cfg, _run_dir_flag(flags))
+        _check_writable(_run_dir_flag(flags) or Path("outputs"))
     results: list[Any] = []
 
     def task(job_cfg: DictConfig) -> int:
@@ -88,10 +117,10 @@ def main(argv: list[str]) -> int:
         if env_info()[0] == 0:
             ev = res.final_eval_loss
             sys.stderr.write(
-                f"muscale train: {'DIVERGED' if res.diverged else 'done'} at step {res.steps}"
+                f"muscale train: {_outcome(res)} at step {res.steps}"
                 f" | loss {sig4(res.final_loss)} | eval_loss {sig4(ev)} | {res.run_dir}\n"
             )
-        return EXIT_DIVERGED if res.diverged else 0
+        return _exit_status([res])
 
     rank = env_info()[0]
     scratch = tempfile.mkdtemp(prefix=f"muscale-rank{rank}-") if rank else ""
@@ -100,4 +129,4 @@ def main(argv: list[str]) -> int:
     finally:
         if scratch:
             shutil.rmtree(scratch, ignore_errors=True)
-    return EXIT_DIVERGED if any(r.diverged for r in results) else 0
+    return _exit_status(results)

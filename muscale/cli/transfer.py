@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from muscale.cli.common import check_format, compose, print_json
+from muscale.errors import ConfigError
 
 
 def main(argv: list[str]) -> int:
@@ -15,8 +16,10 @@ def main(argv: list[str]) -> int:
     cfg = compose("transfer", argv)
     fmt = check_format(cfg.format)
     target = TargetConfig(**to_dict(cfg.target))
+    if not isinstance(cfg.overwrite, bool):
+        raise ConfigError("overwrite", cfg.overwrite, "true or false")
     fit, records = fit_store(
-        str(cfg.store), sweep=cfg.sweep, scheme=cfg.scheme, slope_tol=float(cfg.slope_tol)
+        str(cfg.store), sweep=cfg.sweep, scheme=cfg.scheme, slope_tol=cfg.slope_tol
     )
     out_cfg = make_transfer(
         fit, records, target, scheme=cfg.scheme, method=str(cfg.method), store=str(cfg.store)
@@ -26,7 +29,7 @@ def main(argv: list[str]) -> int:
         if cfg.out
         else (Path("recipes") / f"transfer_{fit.sweep or 'sweep'}_w{target.width}.yaml")
     )
-    write_transfer(out_cfg, path)
+    write_transfer(out_cfg, path, overwrite=cfg.overwrite)
     prov = out_cfg["provenance"]
     if fmt == "json":
         print_json({"path": str(path), **prov})

@@ -89,7 +89,7 @@ class DiagnoseOptions:
                 known = sub[name].__dataclass_fields__
                 value = sub[name](**{k: v for k, v in value.items() if k in known})
             kw[name] = value
-        if isinstance(kw.get("what"), str):
+        if isinstance(kw.get("what"), str | int | float):  # one name (or a bad what=42)
             kw["what"] = [kw["what"]]
         return cls(**kw)
 
@@ -125,11 +125,16 @@ def load_source(checkpoint: str | None, device: str) -> Source:
     if path.is_file():
         if path.suffix != ".safetensors":
             raise UserError(f"checkpoint={checkpoint}: a file must be a .safetensors state dict")
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return Source(
-            label=str(path), model=None, state=load_file(str(path), device=device), model_cfg={}
-        )
+        try:
+            state = load_file(str(path), device=device)
+        except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+            raise UserError(
+                f"checkpoint={checkpoint}: not a readable .safetensors file: {exc}"
+            ) from None
+        return Source(label=str(path), model=None, state=state, model_cfg={})
     load_model: Any = None
     with contextlib.suppress(ImportError):
         from muscale.train.checkpoint import load_model  # the trainer's loader
@@ -319,6 +324,8 @@ DIAGNOSTICS: dict[str, tuple[Callable[[Source | None, DiagnoseOptions], Any], bo
 def run(opts: DiagnoseOptions) -> dict[str, Any]:
     """Compute every requested diagnostic; returns the results dict for the report
     (:func:`muscale.diagnostics.report.write_report`)."""
+    if not opts.what:
+        raise UserError(f"what=[] is not allowed: choose at least one of {', '.join(DIAGNOSTICS)}")
     for w in opts.what:
         if w not in DIAGNOSTICS:
             raise UserError(f"what={w!r} is not allowed: choose any of {', '.join(DIAGNOSTICS)}")

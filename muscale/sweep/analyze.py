@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from muscale.errors import UserError
+from muscale.errors import UserError, check_positive, check_positive_int
 
 
 def fit_store(
@@ -21,11 +21,15 @@ def fit_store(
     slope_tol: float = 0.15,
     n_boot: int = 300,
 ) -> tuple[Any, list[Any]]:
-    """``(SweepFit, records)`` of sweep ``sweep`` in ``store`` (default: its only sweep)."""
+    """``(SweepFit, records)`` of sweep ``sweep`` in ``store`` (default: its only sweep).
+
+    The store is opened read-only: fitting never writes to (or creates) a store."""
     from muscale.sweep.optima import fit_sweep
     from muscale.sweep.store import Store
 
-    db = Store(str(store), create=False)
+    check_positive("slope_tol", slope_tol, allow_zero=True)
+    check_positive_int("bootstrap", n_boot)
+    db = Store(str(store), mode="read")
     names = db.sweeps()
     if not names:
         raise UserError(f"store {store} is empty: run `muscale sweep sweep.store={store}` first")

@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from muscale.errors import ConfigError, check_choice, check_positive
+from muscale.errors import ConfigError, check_choice, check_positive, check_positive_int
 from muscale.param.rules import SCHEMES
+from muscale.sweep.guards import check_sweep_name
 
 #: ``grid``/``adaptive``: an LR (x ``params``) grid at every width; the others search the
 #: joint ``space`` at one proxy (see :mod:`muscale.sweep.search`)
@@ -137,6 +138,8 @@ class SweepConfig:
     [``lr_min``, ``lr_max``]. ``params``: other hyperparameters to grid over, by short name
     (see :data:`SWEEPABLE`) or full config key, e.g. ``{"alpha_out": [0.5, 1, 2]}``.
     ``store``: SQLite path or database URL (``postgresql://...`` on clusters).
+    ``lease_s``: a trial's lease lapses when its owner's heartbeat (every ``lease_s / 4``)
+    is older than this, so another sweep may take it over (see :mod:`muscale.sweep.store`).
     """
 
     name: str = "default"
@@ -150,6 +153,7 @@ class SweepConfig:
     strategy: str = "grid"
     params: dict[str, list[Any]] = field(default_factory=dict)
     store: str = "sweeps.db"
+    lease_s: float = 120.0
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     space: dict[str, Range] = field(default_factory=dict)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -171,26 +175,32 @@ class SweepConfig:
             for k, v in self.space.items()
             if v is not None
         }
-        if not self.name or "/" in self.name:
-            raise ConfigError("sweep.name", self.name, "a non-empty name without '/'")
-        if not self.widths:
-            raise ConfigError("sweep.widths", self.widths, "give at least one width")
+        check_sweep_name(self.name)
+        if not isinstance(self.widths, list | tuple) or not self.widths:
+            raise ConfigError("sweep.widths", self.widths, "a non-empty list of widths")
         for w in self.widths:
-            check_positive("sweep.widths", w)
+            check_positive_int("sweep.widths", w)
+        if not isinstance(self.schemes, list | tuple) or not self.schemes:
+            raise ConfigError("sweep.schemes", self.schemes, f"a non-empty list of {SCHEMES}")
         for s in self.schemes:
             check_choice("sweep.schemes", s, SCHEMES)
         if not self.seeds:
             raise ConfigError("sweep.seeds", self.seeds, "give at least one seed")
         check_choice("sweep.strategy", self.strategy, STRATEGIES)
+        check_positive("sweep.lease_s", self.lease_s)
         if self.lrs is not None:
-            if not self.lrs or any(not (0 < lr < math.inf) for lr in self.lrs):
+            if not isinstance(self.lrs, list | tuple) or not self.lrs:
                 raise ConfigError("sweep.lrs", self.lrs, "a non-empty list of positive LRs")
+            for lr in self.lrs:
+                check_positive("sweep.lrs", lr)
         else:
             check_positive("sweep.lr_min", self.lr_min)
+            check_positive("sweep.lr_max", self.lr_max)
             if not self.lr_max > self.lr_min:
                 raise ConfigError(
                     "sweep.lr_max", self.lr_max, f"must exceed sweep.lr_min={self.lr_min}"
                 )
+            check_positive_int("sweep.lr_points", self.lr_points)
             if self.lr_points < 2:
                 raise ConfigError("sweep.lr_points", self.lr_points, "must be >= 2")
         for key, values in self.params.items():

@@ -8,7 +8,10 @@ continues instead of starting over.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +37,15 @@ def training_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
-    """Train the trial ``cfg.sweep_trial`` unless the store already has it; return its result."""
+    """Train the trial ``cfg.sweep_trial`` unless the store has it done or another live
+    owner holds its lease; return its result (``leased=True`` when skipped for an owner).
+
+    The lease is renewed by a heartbeat thread while training; a run stopped early by
+    SIGTERM is recorded as failed (resumable) and ends this process with ``EXIT_STOPPED``.
+    """
+    from muscale.sweep.store import new_owner
     from muscale.train.loop import run as train
+    from muscale.train.stop import Stopped
 
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
@@ -44,17 +54,17 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     sweep = SweepConfig(**to_dict(cfg.sweep))
     key = str(cfg.sweep_trial)
     store = Store(sweep.store)
-    prev = store.get(key)
-    if prev is not None and prev.status == "done":
-        return {"key": key, "loss": prev.loss, "diverged": prev.diverged, "reused": True}
     # what the sweeper varied: the keys the fit groups curves by (None: not set by this trial,
     # e.g. a confirmation trial of a successive-halving sweep has no rung)
     hparams = {k: v for k in sweep.hparam_keys() if (v := OmegaConf.select(cfg, k)) is not None}
     if sweep.strategy not in SEARCH_STRATEGIES:
         hparams = {param_key(k): OmegaConf.select(cfg, param_key(k)) for k in sweep.params}
     tcfg = training_config(cfg)
-    store.start(
+    owner = new_owner()
+    claim = store.claim(
         key,
+        owner=owner,
+        ttl=sweep.lease_s,
         sweep=sweep.name,
         scheme=str(cfg.param.scheme),
         width=int(cfg.model.width),
@@ -65,12 +75,26 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
         config=tcfg,
         run_dir=str(run_dir),
     )
+    if claim == "done":
+        prev = store.get(key)
+        assert prev is not None
+        return {"key": key, "loss": prev.loss, "diverged": prev.diverged, "reused": True}
+    if claim == "leased":
+        return {"key": key, "loss": None, "diverged": False, "leased": True}
     t0 = time.perf_counter()
     try:
-        res = train(tcfg, run_dir)
-    except Exception as exc:
+        with _heartbeat(store, key, owner, sweep.lease_s / 4):
+            res = train(tcfg, run_dir)
+    except BaseException as exc:
         store.fail(key, f"{type(exc).__name__}: {exc}")
         raise
+    if res.stopped_by in ("signal", "time_limit"):
+        # cut short from outside: not a result, resumable (a halving rung's planned stop at
+        # ``trainer.stop_at`` is a result and is recorded below)
+        store.fail(key, f"stopped early at step {res.steps} ({res.stopped_by}); resumable")
+        if res.stopped_by == "signal":
+            raise Stopped(f"trial {key} stopped by SIGTERM at step {res.steps}")
+        return {"key": key, "loss": None, "diverged": False, "stopped": True}
     store.finish(
         key,
         final_loss=res.final_loss,
@@ -81,3 +105,22 @@ def run_trial(cfg: DictConfig, run_dir: Path | None = None) -> dict[str, Any]:
     )
     loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_loss
     return {"key": key, "loss": loss, "diverged": bool(res.diverged), "reused": False}
+
+
+@contextlib.contextmanager
+def _heartbeat(store: Store, key: str, owner: str, every: float) -> Iterator[None]:
+    """Renew the lease every ``every`` seconds from a daemon thread while training."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(Exception):  # a busy store: the next beat retries
+                store.heartbeat(key, owner)
+
+    thread = threading.Thread(target=beat, name=f"lease-{key}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

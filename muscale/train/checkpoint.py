@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,9 +73,7 @@ def save_checkpoint(
 
     root.mkdir(parents=True, exist_ok=True)
     final = root / step_dir_name(step)
-    tmp = root / f".tmp-{final.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    tmp = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"  # one per writer
     tmp.mkdir()
     tensors, aliases = _dedupe(model_state)
     save_file(tensors, str(tmp / "model.safetensors"))
@@ -94,17 +93,35 @@ def save_checkpoint(
     }
     _write_json(tmp / "meta.json", meta)
     _fsync_dir(tmp)
-    if final.exists():  # re-saving a step (e.g. a resumed run that stops where it started)
-        old = root / f".old-{final.name}-{os.getpid()}"
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old)
-    else:
-        tmp.rename(final)
+    _publish(tmp, final)
     _fsync_dir(root)
     for stale in list_checkpoints(root)[:-keep]:
         shutil.rmtree(stale, ignore_errors=True)
     return final
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the finished ``tmp`` to ``final``, race-free with other writers.
+
+    ``rename`` onto a non-empty directory fails atomically, so of two writers of one step
+    exactly one lands; a writer that finds ``final`` taken moves it aside under a unique
+    name (a re-save, e.g. a resumed run stopping where it started) and tries again. Every
+    loser removes its own temporary directory: nothing half-written stays behind.
+    """
+    for _ in range(10):
+        try:
+            tmp.rename(final)
+            return
+        except OSError:
+            if not final.exists():
+                continue  # another writer moved it aside just now: try again
+        aside = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        try:
+            final.rename(aside)
+        except OSError:
+            continue  # another writer moved or replaced it first
+        shutil.rmtree(aside, ignore_errors=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # others kept publishing this step: theirs stands
 
 
 def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -177,7 +194,10 @@ def rng_state() -> dict[str, torch.Tensor]:
 
 
 def set_rng_state(state: dict[str, torch.Tensor]) -> None:
-    torch.set_rng_state(state["torch_cpu"])
+    try:
+        torch.set_rng_state(state["torch_cpu"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise UserError(f"checkpoint RNG state is not a torch generator state: {exc}") from None
     if torch.cuda.is_available():
         cuda = [
             state[f"torch_cuda_{i}"]
@@ -304,10 +324,7 @@ def read_train_state(
 ) -> tuple[dict[str, Any], dict[str, Any], dict]:
     """``(train_state, full optimizer state dict, rng states)`` of a checkpoint (the
     optimizer state is ``{}`` with ``optim=False``: ranks other than 0 never need it)."""
-    try:
-        state = json.loads((ckpt / "train_state.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"checkpoint {ckpt} is corrupt: train_state.json: {exc}") from None
+    state = _read_train_json(ckpt)
     osd: dict[str, Any] = {}
     if optim:
         osd = unflatten_optim_state(_load_safetensors(ckpt / "optim.safetensors"), state["optim"])
@@ -323,7 +340,9 @@ def check_compatible(ckpt: Path, meta: dict[str, Any], config: dict[str, Any], p
 
     The model, parametrization, optimizer and data sections must be equal (a different
     width or scheme would load wrong shapes or, worse, right shapes with wrong scales),
-    and so must the plan (same rules, same per-tensor scales).
+    and so must the plan (same rules, same per-tensor scales); then the files' contents
+    must fit the plan (:func:`check_contents`): the SHA-256 check only proves the files are
+    the ones meta.json names, not that meta.json tells the truth.
     """
     old = meta["config"]
     for section in RESUME_SECTIONS:
@@ -344,6 +363,106 @@ def check_compatible(ckpt: Path, meta: dict[str, Any], config: dict[str, Any], p
                     f"differs ({q} there, {p} here)"
                 )
         raise UserError(f"checkpoint {ckpt} does not match this run: the plans differ")
+    check_contents(ckpt, meta, plan)
+
+
+#: dtypes a checkpointed weight or optimizer slot may have (all weights share one)
+FLOAT_DTYPES = ("F32", "BF16", "F16")
+
+
+def _header(path: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """``name -> (dtype, shape)`` of a safetensors file, read from its header only."""
+    from safetensors import SafetensorError, safe_open
+
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():  # noqa: SIM118 - safe_open is not a dict
+                sl = f.get_slice(name)
+                out[name] = (str(sl.get_dtype()), tuple(sl.get_shape()))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise UserError(f"checkpoint file {path} is corrupt: {exc}") from None
+    return out
+
+
+def check_contents(ckpt: Path, meta: dict[str, Any], plan: Plan) -> None:
+    """Raise :class:`UserError` unless every tensor the plan names is in the checkpoint with
+    the plan's shape and a float dtype, nothing else is, the optimizer slots sit on known
+    parameters with their shapes, the RNG state is a torch generator state and the train
+    state's step is the checkpoint's step. Reads headers only (no tensor is loaded)."""
+    where = f"checkpoint {ckpt} does not fit this run"
+    shapes = {p.name: tuple(p.shape) for p in plan.params}
+    model = _header(ckpt / "model.safetensors")
+    aliases = meta.get("aliases", {})
+    if not isinstance(aliases, dict) or any(t not in model for t in aliases.values()):
+        raise UserError(f"{where}: meta.json aliases name tensors that are not stored")
+    for name, shape in shapes.items():
+        if name in aliases:
+            name = aliases[name]
+        if name not in model:
+            raise UserError(f"{where}: model tensor {name} is missing")
+        dtype, got = model[name]
+        if got != shape:
+            raise UserError(
+                f"{where}: model tensor {name} has shape {list(got)}, the plan says {list(shape)}"
+            )
+        if dtype not in FLOAT_DTYPES:
+            raise UserError(f"{where}: model tensor {name} has dtype {dtype}; expected float")
+    dtypes = {dtype for dtype, _ in model.values()}
+    if len(dtypes) > 1:
+        raise UserError(f"{where}: model tensors mix dtypes {', '.join(sorted(dtypes))}")
+    extra = sorted(set(model) - set(shapes) - set(aliases.values()))
+    if extra:
+        raise UserError(f"{where}: unexpected model tensors {', '.join(extra[:5])}")
+    for key, (dtype, got) in _header(ckpt / "optim.safetensors").items():
+        name = key.rpartition("/")[0]
+        if name not in shapes:
+            raise UserError(f"{where}: optimizer state {key} is for unknown parameter {name}")
+        if got not in ((), (1,), shapes[name]) or dtype not in (*FLOAT_DTYPES, "I64"):
+            raise UserError(
+                f"{where}: optimizer state {key} has shape {list(got)} and "
+                f"dtype {dtype}; parameter {name} has shape {list(shapes[name])}"
+            )
+    rng = _header(ckpt / "rng.safetensors")
+    cpu_state = ("U8", tuple(torch.get_rng_state().shape))
+    if rng.get("torch_cpu") != cpu_state:
+        raise UserError(f"{where}: rng.safetensors holds no valid torch CPU generator state")
+    state = _read_train_json(ckpt)
+    step = state.get("step")
+    if not isinstance(step, int) or isinstance(step, bool) or step != meta["step"] or step < 0:
+        raise UserError(f"{where}: train_state.json step={step!r}, meta.json step={meta['step']!r}")
+    for key, kind in (("scheduler", dict), ("optim", dict)):
+        if not isinstance(state.get(key), kind):
+            raise UserError(f"{where}: train_state.json has no valid {key!r} section")
+
+
+def _read_train_json(ckpt: Path) -> dict[str, Any]:
+    try:
+        state = json.loads((ckpt / "train_state.json").read_text())
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"checkpoint {ckpt} is corrupt: train_state.json: {exc}") from None
+    if not isinstance(state, dict):
+        raise UserError(f"checkpoint {ckpt} is corrupt: train_state.json is not an object")
+    return state
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> None:
+    """Strict load: the same names, shapes and dtypes as the model's own state dict (torch's
+    full-state loader skips missing keys and casts dtypes silently)."""
+    missing = sorted(set(expected) - set(given))
+    extra = sorted(set(given) - set(expected))
+    if missing or extra:
+        raise UserError(
+            f"checkpoint weights do not fit the model: missing {missing[:5]}, unexpected "
+            f"{extra[:5]}"
+        )
+    for name, t in expected.items():
+        g = given[name]
+        if tuple(g.shape) != tuple(t.shape) or g.dtype != t.dtype:
+            raise UserError(
+                f"checkpoint weight {name} is {g.dtype} {list(g.shape)}; the model has "
+                f"{t.dtype} {list(t.shape)}"
+            )
 
 
 def _canonical(obj: Any) -> Any:
@@ -390,9 +509,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     meta = read_meta(ckpt)
     config = meta["config"]
     plan = Plan.from_dict(meta["plan"])
-    model, built = build_model(
-        config["model"], config["param"], optim_family=plan.optim_family, device=device
-    )
+    try:
+        model, built = build_model(
+            config["model"], config["param"], optim_family=plan.optim_family, device=device
+        )
+    except (KeyError, TypeError) as exc:
+        raise UserError(
+            f"checkpoint {ckpt}: meta.json config has no valid model: {exc!r}"
+        ) from None
     if _canonical(built.to_dict()) != _canonical(meta["plan"]):
         raise UserError(
             f"checkpoint {ckpt}: its stored plan differs from the one this muscale builds "

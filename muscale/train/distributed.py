@@ -70,11 +70,21 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     return torch.device(name)
 
 
+def check_parallel(parallel: str, world: int) -> None:
+    """``trainer.parallel=ddp|fsdp`` without torchrun would silently train one process."""
+    if parallel != "none" and world == 1:
+        raise UserError(
+            f"trainer.parallel={parallel} needs torchrun (WORLD_SIZE is unset or 1): launch "
+            "with `torchrun --nproc_per_node=N -m muscale.train ...` or set trainer.parallel=none"
+        )
+
+
 def setup(parallel: str, device: torch.device) -> DistInfo:
     """Join torchrun's process group (if any) and check the parallel mode fits."""
     import torch.distributed as dist
 
     rank, world, local = env_info()
+    check_parallel(parallel, world)
     if world == 1:
         return DistInfo(parallel="none")
     if parallel == "none":
@@ -166,10 +176,14 @@ def load_full_state(
         set_optimizer_state_dict,
     )
 
+    from muscale.train.checkpoint import check_state_dict
+
     target = unwrap(model) if info.parallel != "fsdp" else model
     opts = _options(broadcast_from_rank0=True) if info.enabled else _options()
     if info.enabled and not info.is_main:
         msd, osd = {}, {}
+    else:  # strict: torch's full-state loader skips missing keys and casts dtypes
+        check_state_dict(unwrap(model).state_dict(), msd)
     set_model_state_dict(target, msd, options=opts)
     set_optimizer_state_dict(target, optimizer, osd, options=opts)
 

@@ -63,6 +63,7 @@ class TrainResult:
     run_dir: Path
     completed: bool = True
     diverged_reason: str | None = None
+    stopped_by: str | None = None  # "signal" (SIGTERM) | "time_limit" | "stop_at"
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -136,6 +137,7 @@ def prepare(
     env_rank, env_world, _ = dist_utils.env_info()
     rank = env_rank if rank is None else rank
     world = env_world if world_size is None else world_size
+    dist_utils.check_parallel(tcfg.parallel, world)
     if tcfg.grad_accum > 1 and dcfg.batch_size % (world * tcfg.grad_accum):
         raise UserError(
             f"data.batch_size={dcfg.batch_size} is not divisible by world_size x "
@@ -153,7 +155,8 @@ def prepare(
     for mfield, attr in fields.items():  # the data decide vocabulary, context, dims
         model_d[mfield] = getattr(data, attr)
     mcfg = model_config(model_d)
-    _, plan = build_model(mcfg, pcfg, optim_family=optim.rule_family, device="meta")
+    meta_model, plan = build_model(mcfg, pcfg, optim_family=optim.rule_family, device="meta")
+    _check_memory(meta_model, mcfg, optim, dcfg, tcfg, world)
     config = {
         "model": dataclasses.asdict(mcfg),
         "param": dataclasses.asdict(pcfg),
@@ -191,6 +194,23 @@ def resume_point(
     meta = ckpt_io.read_meta(found)
     ckpt_io.check_compatible(found, meta, config, plan)
     return found, meta
+
+
+def _check_memory(meta_model: Any, mcfg: Any, optim: Any, dcfg: Any, tcfg: Any, world: int) -> None:
+    """Refuse a model that cannot fit before anything is allocated (muscale.train.memory)."""
+    from muscale.train import memory
+
+    per_rank = dcfg.batch_size // max(world * tcfg.grad_accum, 1)
+    est = memory.estimate(
+        meta_model,
+        optim_name=optim.name,
+        momentum=optim.momentum,
+        tokens_per_rank_step=per_rank * (getattr(mcfg, "seq_len", 1) or 1),
+        width=mcfg.width,
+        depth=mcfg.depth or 1,  # an HF model with depth=None: its own layer count (>= 1)
+        shards=world if tcfg.parallel == "fsdp" else 1,
+    )
+    memory.check_fits(est, tcfg.device)
 
 
 # --------------------------------------------------------------------------- running
@@ -533,12 +553,14 @@ def log_eval(tr: Trainer, state: TrainState, out: Outputs) -> None:
 
 def train_loop(
     tr: Trainer, state: TrainState, out: Outputs, t_start: float
-) -> tuple[str | None, bool]:
+) -> tuple[str | None, str | None]:
     """Train from ``state.step`` to ``trainer.max_steps``, evaluating, monitoring and
-    checkpointing on schedule. Returns ``(why it diverged or None, stopped early)``: early
-    on ``stop_at``, ``time_limit_s`` or SIGTERM, with a checkpoint to resume from."""
+    checkpointing on schedule. Returns ``(why it diverged or None, why it stopped early or
+    None)``: early on ``stop_at``, ``time_limit_s`` or SIGTERM (:func:`_stop_cause`), with a
+    checkpoint to resume from."""
     tcfg, info = tr.setup.trainer, tr.info
     window = Window()
+    stopped_by: str | None = None
     with _StopSignal() as sig:
         while state.step < tcfg.max_steps:
             loss, gnorm = train_step(tr, state.step)
@@ -558,8 +580,9 @@ def train_loop(
                     tr, state, window, out, t_start, stop=sig.flag or timeout
                 )
                 if reason is not None:
-                    return reason, False
+                    return reason, None
                 stopping = early or asked
+                stopped_by = _stop_cause(early, sig.flag or (asked and not timeout))
             if (tcfg.eval_every and step % tcfg.eval_every == 0) or last:
                 log_eval(tr, state, out)
                 window.t0 = time.perf_counter()  # eval time is not training throughput
@@ -569,14 +592,22 @@ def train_loop(
                 window.t0 = time.perf_counter()
             if stopping:
                 out.progress.message(f"stopping at step {step} (checkpointed; resume to continue)")
-                return None, True
-    return None, False
+                return None, stopped_by
+    return None, None
 
 
 def finish(
-    tr: Trainer, state: TrainState, out: Outputs, *, start: int, reason: str | None, t_start: float
+    tr: Trainer,
+    state: TrainState,
+    out: Outputs,
+    *,
+    start: int,
+    reason: str | None,
+    t_start: float,
+    stopped_by: str | None = None,
 ) -> TrainResult:
-    """Save the final checkpoint (a finished run), write ``result.json``, close outputs."""
+    """Save the final checkpoint (a finished run), write ``result.json``, close outputs.
+    ``stopped_by``: why the loop stopped early (``signal`` makes ``muscale train`` exit 143)."""
     tcfg = tr.setup.trainer
     done = reason is None and state.step == tcfg.max_steps
     if done and tcfg.save_final and (tr.setup.resume_from is None or state.step > start):
@@ -592,6 +623,7 @@ def finish(
         run_dir=tr.run_dir,
         completed=done,
         diverged_reason=reason,
+        stopped_by=None if done else stopped_by,
     )
     out.progress.close()
     if reason is not None:
@@ -611,8 +643,10 @@ def _train(
     state = restore(tr)
     start = state.step
     out = open_outputs(tr, start)
-    reason, _ = train_loop(tr, state, out, t_start)
-    return finish(tr, state, out, start=start, reason=reason, t_start=t_start)
+    reason, stopped_by = train_loop(tr, state, out, t_start)
+    return finish(
+        tr, state, out, start=start, reason=reason, t_start=t_start, stopped_by=stopped_by
+    )
 
 
 def init_from_hf(model: torch.nn.Module, plan: Any, path: str) -> None:
@@ -620,6 +654,11 @@ def init_from_hf(model: torch.nn.Module, plan: Any, path: str) -> None:
     from muscale.hf.load import load_hf_into
 
     load_hf_into(model, plan, path)
+
+
+def _stop_cause(early: bool, signalled: bool) -> str:
+    """Why a run stopped before ``max_steps``: SIGTERM wins (the scheduler must requeue)."""
+    return "signal" if signalled else "stop_at" if early else "time_limit"
 
 
 def _divergence(loss: float, initial: float | None, factor: float) -> str | None:
