@@ -184,6 +184,10 @@ def spectral_bias_entry(cfg: dict | None = None) -> dict:
         int(cfg.get("depth", 1)),
         float(cfg.get("sigma2", 0.5)),
     )
+    if kmax < 14:  # the exponent is fitted over the even degrees 10..kmax: at least 3 points
+        from muscale.errors import UserError
+
+        raise UserError(f"spectral_bias.kmax={kmax}: use >= 14 (the fit uses degrees 10..kmax)")
     out: dict = {"dims": {}}
     for d in cfg.get("dims", [3, 5]):
         mu = sphere_eigenvalues(lambda t: relu_ntk_profile(t, depth), int(d), kmax)
