@@ -84,18 +84,43 @@ def test_read_mode_reads_a_store_without_writing(tmp_path: Path) -> None:
     assert {p.name: _sha(p) for p in tmp_path.iterdir()} == before
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+#: as root, drop the capabilities that bypass file permissions (CI runs as root), so a
+#: read-only directory is read-only for the child too
+_NO_DAC = (
+    ["setpriv", "--inh-caps=-dac_override,-dac_read_search",
+     "--bounding-set=-dac_override,-dac_read_search"]
+    if os.geteuid() == 0
+    else []
+)  # fmt: skip
+
+
 def test_read_mode_works_in_a_read_only_directory(tmp_path: Path) -> None:
     d = tmp_path / "ro"
     d.mkdir()
     s = Store(str(d / "s.db"))
     s.start("k", **TRIAL)
     s.close()
+    before = {p.name: _sha(p) for p in d.iterdir()}
+    probe = (
+        "import sys; from muscale.sweep.store import Store\n"
+        "open(sys.argv[1] + '/probe', 'w').close() if sys.argv[2] == 'write' else None\n"
+        "print(len(Store(sys.argv[1] + '/s.db', mode='read').records('s', status=None)))"
+    )
     os.chmod(d, 0o555)
     try:
-        assert len(Store(str(d / "s.db"), mode="read").records("s", status=None)) == 1
+        write = subprocess.run(
+            [*_NO_DAC, sys.executable, "-c", probe, str(d), "write"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        read = subprocess.run(
+            [*_NO_DAC, sys.executable, "-c", probe, str(d), "read"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
     finally:
         os.chmod(d, 0o755)
+    assert write.returncode != 0 and "Permission" in write.stderr  # the directory is read-only
+    assert read.returncode == 0 and read.stdout.strip() == "1", read.stderr[-2000:]
+    assert {p.name: _sha(p) for p in d.iterdir()} == before
 
 
 def test_schema_versions_newer_refused_legacy_migrated_by_writes_only(tmp_path: Path) -> None:
