@@ -3,7 +3,6 @@ mup's infshapes; plain PyTorch models get μP (coordinate check, mup's LRs and u
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
@@ -16,6 +15,7 @@ from anymodels import (
     image_batch,
     lm_batch,
 )
+from mup_reference import with_mureadout
 from torch import nn
 
 from muscale.auto import infer, parametrize
@@ -137,26 +137,14 @@ NO_ZERO = {"zero_readout": False, "zero_query": False, "scale_eps": False}
 def _mup_twin(model, build, base_width, readout):
     """``model`` with its readout swapped for mup's MuReadout (same weights), base shapes
     from plain builds at the base width and twice it."""
-    from mup import MuReadout, set_base_shapes
+    from mup import set_base_shapes
 
-    def swap(m):
-        m = copy.deepcopy(m)
-        old = getattr(m, readout)
-        old._forward_pre_hooks.clear()  # muscale's 1/m hook: MuReadout applies its own
-        new = MuReadout(
-            old.in_features,
-            old.out_features,
-            bias=old.bias is not None,
-            readout_zero_init=False,
-            output_mult=1.0,
-        )
-        new.load_state_dict(old.state_dict())
-        setattr(m, readout, new)
-        return m
-
-    twin = swap(model)
+    twin = with_mureadout(model, readout, drop_hooks=True)
     set_base_shapes(
-        twin, swap(build(base_width)), delta=swap(build(2 * base_width)), rescale_params=False
+        twin,
+        with_mureadout(build(base_width), readout, drop_hooks=True),
+        delta=with_mureadout(build(2 * base_width), readout, drop_hooks=True),
+        rescale_params=False,
     )
     return twin
 

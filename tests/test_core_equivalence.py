@@ -3,7 +3,6 @@ checkpoints and torch.compile."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import importlib.util
 import json
@@ -11,6 +10,7 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
+from mup_reference import with_mureadout
 
 from muscale.build import build_model
 from muscale.models.configs import GPTConfig, MLPConfig
@@ -83,27 +83,18 @@ def test_mup_at_base_shape_is_sp(family_cfg, optim_name):
 def _mup_twin(model, cfg, base_width, readout_attr):
     """Our model with its readout swapped for mup's MuReadout (same weights), base shapes
     set from our own family at the base width (mup's API needs base/delta models)."""
-    from mup import MuReadout, set_base_shapes
-
-    def with_mureadout(m):
-        m = copy.deepcopy(m)
-        old = getattr(m, readout_attr)
-        new = MuReadout(
-            old.in_features,
-            old.out_features,
-            bias=old.bias is not None,
-            readout_zero_init=False,
-            output_mult=1.0,
-        )
-        new.load_state_dict(old.state_dict())
-        setattr(m, readout_attr, new)
-        return m
+    from mup import set_base_shapes
 
     pcfg = ParamConfig(scheme="mup", base_width=base_width)
     base, _ = build_model(dataclasses.replace(cfg, width=base_width), pcfg)
     delta, _ = build_model(dataclasses.replace(cfg, width=base_width * 2), pcfg)
-    twin = with_mureadout(model)
-    set_base_shapes(twin, with_mureadout(base), delta=with_mureadout(delta), rescale_params=False)
+    twin = with_mureadout(model, readout_attr)
+    set_base_shapes(
+        twin,
+        with_mureadout(base, readout_attr),
+        delta=with_mureadout(delta, readout_attr),
+        rescale_params=False,
+    )
     return twin
 
 
