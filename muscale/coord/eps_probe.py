@@ -214,12 +214,9 @@ class EpsVerdict:
     def to_json(self) -> dict[str, Any]:
         d = {k: v for k, v in asdict(self).items() if k != "tensors"}
         d |= {"ratio_at_horizon": self.ratio_at, "crossing": self.crossing}
-        d = {k: (_num(v) if isinstance(v, float) else v) for k, v in d.items()}
+        d = {k: _json(k, v) for k, v in d.items()}
         d["message"] = self.message()
-        d["tensors"] = [
-            {k: (_num(v) if isinstance(v, float) else v) for k, v in asdict(t).items()}
-            for t in self.tensors
-        ]
+        d["tensors"] = [{k: _json(k, v) for k, v in asdict(t).items()} for t in self.tensors]
         return d
 
 
@@ -228,8 +225,13 @@ def _w(width: float) -> str:
     return f"{width:.0f}" if width < 1e7 else f"{width:.4g}"
 
 
-def _num(x: float) -> float | None:
-    return None if not math.isfinite(x) else float(f"{x:.4g}")
+def _json(key: str, x: Any) -> Any:
+    """Widths as whole numbers, other floats at 4 significant digits, non-finite as null."""
+    if not isinstance(x, float):
+        return x
+    if not math.isfinite(x):
+        return None
+    return round(x) if key in ("horizon", "widest", "crossing") else float(f"{x:.4g}")
 
 
 def _q(conf: float, df: float) -> float:
