@@ -67,7 +67,11 @@ def _synthetic(slope, level, *, seeds=3, sizes=W, noise=0.0, extra_slope=None):
     rng = np.random.default_rng(0)
     n = np.asarray(sizes, float)[:, None, None]
     slopes = np.array([slope, slope, slope if extra_slope is None else extra_slope])
-    r = level * (n / n.max()) ** slopes * np.exp(noise * rng.standard_normal((len(sizes), seeds, 3)))
+    r = (
+        level
+        * (n / n.max()) ** slopes
+        * np.exp(noise * rng.standard_normal((len(sizes), seeds, 3)))
+    )
     eps = np.full_like(r, 1e-4)
     return EpsData(names=["a.weight", "b.weight", "c.bias"], eps=eps, rms=eps / r)
 

@@ -11,6 +11,10 @@ decide: the message says which seeds or widths would).
 
 Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
 checked for SP's signature); ``expect=mup`` asks whether the model is μP.
+
+With Adam-family optimizers ``expect=mup`` also runs the Adam-ε probe: ε/√v̂ from the
+optimizer state, extrapolated to ``eps_horizon=`` (default width 65536); it FAILS when an
+unscaled ε reaches 10 % of √v̂ by then (fix: ``param.scale_eps=true``).
 """
 
 from __future__ import annotations
