@@ -6,7 +6,8 @@ least-squares fit of :math:`\log_2 S(n)` on :math:`\log_2 n` at each step, avera
 steps; the estimate is the mean over seeds. Its uncertainty comes from the seeds (each width's
 model is a fresh random draw): the standard error is the seed spread over :math:`\sqrt{S}`,
 moderated towards the spread pooled over the same kind of module and statistic (an
-empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval). With one seed the
+empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval; a kind with one
+module fills the prior from the same statistic of the other kinds). With one seed the
 spread comes from the residuals of the fits over widths.
 
 **Expectations** come from the first-step analysis of TP4/TP5 (Yang & Hu 2021; Yang et al.
