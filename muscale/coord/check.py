@@ -47,8 +47,7 @@ def coord_check(
     forwards under bfloat16 autocast (faster on CPUs with AVX512-BF16; the report notes when
     a change is too small for bf16 to resolve). ``eps_horizon``: the width the Adam-ε probe
     extrapolates ε/√v̂ to (default 65536; see :mod:`muscale.coord.eps_probe`). The report's
-    ``status`` is
-    ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
+    ``status`` is ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
     """
     data = collect(
         factory,
