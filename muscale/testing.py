@@ -41,6 +41,7 @@ def assert_coord_check(
     axis: str = "width",
     expect: str | None = None,
     tol: float | None = None,
+    eps_horizon: float | None = None,
     out: str | Path | None = None,
     allow_inconclusive: bool = False,
 ) -> CoordReport:
@@ -49,7 +50,8 @@ def assert_coord_check(
 
     ``expect`` defaults to what the plan claims (μP for a μP plan); models without a plan
     need ``expect="mup"``. ``out``: also save ``report.json`` and ``coord.png`` there (e.g. a
-    CI artifact folder). An INCONCLUSIVE verdict (the seeds and widths cannot decide; the
+    CI artifact folder). ``eps_horizon``: the width the Adam-ε probe vouches for (default
+    65536). An INCONCLUSIVE verdict (the seeds and widths cannot decide; the
     message says what would) raises too unless ``allow_inconclusive``.
     """
     from muscale.coord.check import coord_check, save
@@ -66,6 +68,7 @@ def assert_coord_check(
         axis=axis,
         expect=expect,
         tol=tol,
+        eps_horizon=eps_horizon,
     )
     if out is not None:
         save(rep, out)

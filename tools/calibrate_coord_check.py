@@ -315,6 +315,12 @@ def correct_cases(full: bool = False) -> list[Case]:
                     )
                 )
                 i += 1
+    # Adam ε scaled with width (param.scale_eps, the default) at a large base ε: the ε probe
+    # must pass whatever ε is (ε/√v̂ is then the same at every width)
+    cases += [
+        Case(model="mlp", optim="adam", sizes=_range(64, 8), optim_kw={"eps": 1e-4}),
+        Case(model="gpt", optim="adamw", sizes=_range(64, 8), optim_kw={"eps": 1e-4}),
+    ]
     # the report: GPT (depth 4, the CLI's model) AdamW, widths 64-512, 3 steps, 2 seeds
     cases.append(
         Case(model="gpt", optim="adamw", sizes=_range(64, 8), seeds=2, model_kw={"depth": 4})
@@ -352,16 +358,27 @@ def broken_cases(full: bool = False) -> list[Case]:
             ]
             if model == "gpt":
                 cases.append(Case(model=model, optim=opt, sizes=sizes, bug="attn_1/sqrt(d)"))
-    # Adam's epsilon matters once it is comparable to the (1/m-shrinking) hidden gradients
-    for model, sizes in (("mlp", _range(64, 32)), ("gpt", _range(32, 32))):
+    # Adam's epsilon matters once it is comparable to the (1/m-shrinking) gradients: ε = 1e-4
+    # reaches 10 % of √v̂ near width 600 (MLP) / 350 (GPT), ε = 1e-5 near 6000 (MLP), both
+    # below the ε probe's horizon (eps_probe.EPS_HORIZON); wide ranges and the defaults
+    unscaled = [
+        ("mlp", "adam", _range(64, 32), 1e-4),
+        ("gpt", "adam", _range(32, 32), 1e-4),
+        ("mlp", "adam", _range(64, 8), 1e-4),
+        ("gpt", "adam", _range(64, 8), 1e-4),
+        ("mlp", "adamw", _range(64, 8), 1e-4),
+        ("gpt", "adamw", _range(64, 8), 1e-4),
+        ("mlp", "adam", _range(64, 8), 1e-5),
+    ]
+    for model, opt, sizes, eps in unscaled:
         cases.append(
             Case(
                 model=model,
-                optim="adam",
+                optim=opt,
                 sizes=sizes,
                 bug="eps_unscaled",
                 param_kw={"scale_eps": False},
-                optim_kw={"eps": 1e-4},
+                optim_kw={"eps": eps},
             )
         )
     for alpha in (0.5, 1.0):

@@ -11,6 +11,10 @@ decide: the message says which seeds or widths would).
 
 Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
 checked for SP's signature); ``expect=mup`` asks whether the model is μP.
+
+With Adam-family optimizers ``expect=mup`` also runs the Adam-ε probe: ε/√v̂ from the
+optimizer state, extrapolated to ``eps_horizon=`` (default width 65536); it FAILS when an
+unscaled ε reaches 10 % of √v̂ by then (fix: ``param.scale_eps=true``).
 """
 
 from __future__ import annotations
@@ -84,6 +88,51 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
         "averaged over steps); red: clearly off the band, yellow: undecided, dim: not judged, "
         "0: identically zero (skipped)"
     )
+    if rep.eps is not None:
+        con.print(eps_table(rep.eps))
     color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[rep.status]
     con.print(f"[{color}]" + rep.verdict(), highlight=False)
     con.print("written: " + ", ".join(str(p) for p in paths.values()))
+
+
+def eps_table(ev, rows: int = 6):  # type: ignore[no-untyped-def]
+    """The Adam-ε probe: the judged bulk (median over tensors) and the tensors whose ratio
+    ε/√v̂ grows most by the horizon (muscale.coord.eps_probe)."""
+    from rich.table import Table
+
+    color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[ev.status]
+    table = Table(
+        title=f"Adam ε probe: ε/√v̂ after the steps, extrapolated to width {ev.horizon:.0f} "
+        f"(threshold {ev.threshold:g}; [{color}]{ev.status.upper()}[/{color}])"
+    )
+    for head, just in (
+        ("tensor", "left"),
+        ("ε", "right"),
+        (f"ε/√v̂ at {ev.widest:.0f}", "right"),
+        ("slope ± 90 %", "right"),
+        (f"at {ev.horizon:.0f}", "right"),
+        (f"reaches {ev.threshold:g} at", "right"),
+    ):
+        table.add_column(head, justify=just)
+
+    def cross(w: float | None) -> str:
+        return f"{w:.0f}" if w is not None and w < 1e7 else ("never" if w is None else f"{w:.4g}")
+
+    table.add_row(
+        f"[{color}]bulk (median of {len(ev.tensors)})[/{color}]",
+        "",
+        f"{ev.ratio_max:.4g}",
+        f"{ev.slope:+.3g}±{ev.half:.2g}",
+        f"{ev.ratio_at:.4g}",
+        cross(ev.crossing),
+    )
+    for t in sorted(ev.tensors, key=lambda t: -t.ratio_at)[:rows]:
+        table.add_row(
+            t.tensor,
+            f"{t.eps:.4g}",
+            f"{t.ratio_max:.4g}",
+            f"{t.slope:+.3g}",
+            f"{t.ratio_at:.4g}",
+            cross(t.crossing),
+        )
+    return table

@@ -29,6 +29,7 @@ def coord_check(
     expect: str | None = None,
     tol: float | None = None,
     precision: str = "fp32",
+    eps_horizon: float | None = None,
 ) -> CoordReport:
     """Coordinate check of ``factory`` over ``sizes`` (widths, or depths with
     ``axis="depth"``).
@@ -44,8 +45,9 @@ def coord_check(
     ``"alpha=1"``); default: what the plan claims (the report says which question was
     asked). ``tol`` replaces the calibrated band allowances. ``precision="bf16"`` runs the
     forwards under bfloat16 autocast (faster on CPUs with AVX512-BF16; the report notes when
-    a change is too small for bf16 to resolve). The report's ``status`` is
-    ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
+    a change is too small for bf16 to resolve). ``eps_horizon``: the width the Adam-ε probe
+    extrapolates ε/√v̂ to (default 65536; see :mod:`muscale.coord.eps_probe`). The report's
+    ``status`` is ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
     """
     data = collect(
         factory,
@@ -59,7 +61,7 @@ def coord_check(
         axis=axis,
         precision=precision,
     )
-    return report(data, expect=expect, tol=tol)
+    return report(data, expect=expect, tol=tol, eps_horizon=eps_horizon)
 
 
 def save(rep: CoordReport, out: str | Path, *, plot: bool = True) -> dict[str, Path]:
@@ -96,6 +98,7 @@ def check_from_configs(
     tol: float | None = None,
     device: str = "cpu",
     precision: str = "fp32",
+    eps_horizon: float | None = None,
 ) -> CoordReport:
     """Coordinate check of a muscale model family from its three configs (what the CLI and
     the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR)."""
@@ -120,6 +123,7 @@ def check_from_configs(
         expect=expect,
         tol=tol,
         precision=precision,
+        eps_horizon=eps_horizon,
     )
 
 
@@ -179,4 +183,5 @@ def check_from_cfg(cfg: Any) -> CoordReport:
         tol=cfg.tol,
         device=str(cfg.device),
         precision=str(cfg.get("precision", "fp32")),
+        eps_horizon=cfg.get("eps_horizon"),
     )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from muscale.coord import eps_probe
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
@@ -184,6 +185,7 @@ def collect(
     pts_ref: list[Point] | None = None
     plans: list[Plan | None] = []
     opt_family: str | None = None
+    eps_rows: list[dict[str, tuple[float, float]]] = []  # Adam's ε and √v̂ (eps_probe)
     t0 = time.perf_counter()
     for si, size in enumerate(sizes):
         for seed in range(seeds):
@@ -204,6 +206,7 @@ def collect(
                 opt = _optimizer(optimizer, model, plan)
                 opt_family = opt_family or optimizer_family(opt)
                 stats, ls = train_and_record(model, opt, batch, loss_fn, pts, steps, precision)
+                eps_rows.append(eps_probe.measure(model, opt))
             st = stats.double().cpu().numpy()
             assert level is not None and change is not None
             level[si, seed], change[si, seed] = st[..., 0], st[..., 1]
@@ -225,7 +228,7 @@ def collect(
         family=family,
         depth_alpha=plan0.depth_alpha if plan0 is not None else None,
         wall_s=time.perf_counter() - t0,
-        meta={"precision": precision},
+        meta={"precision": precision, "eps": eps_probe.stack(eps_rows, n_sizes, seeds)},
     )
 
 

@@ -6,7 +6,8 @@ least-squares fit of :math:`\log_2 S(n)` on :math:`\log_2 n` at each step, avera
 steps; the estimate is the mean over seeds. Its uncertainty comes from the seeds (each width's
 model is a fresh random draw): the standard error is the seed spread over :math:`\sqrt{S}`,
 moderated towards the spread pooled over the same kind of module and statistic (an
-empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval). With one seed the
+empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval; a kind with one
+module fills the prior from the same statistic of the other kinds). With one seed the
 spread comes from the residuals of the fits over widths.
 
 **Expectations** come from the first-step analysis of TP4/TP5 (Yang & Hu 2021; Yang et al.
@@ -32,6 +33,12 @@ above by 0, so their upper edge is tight (+0.05) and their lower edge loose.
   a correct model is FAILED with probability < 5 % overall) lies entirely outside it;
 * INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide.
 
+**Adam's ε** (width mode, ``expect="mup"``, optimizers with a second moment): the slopes above
+cannot see an unscaled ε until it dominates the update, usually far above the checked widths,
+so :mod:`muscale.coord.eps_probe` reads ε/√v̂ from the optimizer state and extrapolates it to
+a horizon width; its PASS/FAIL/INCONCLUSIVE is one more judged entry (and one more test in
+the Bonferroni count).
+
 The run is FAILED if any entry fails, PASSED if every judged entry passes, else
 INCONCLUSIVE. Depth mode (slope against log2 depth; TP6, Yang et al. 2023; Bordelon et al.
 2023; CompleteP, Dey et al. 2025) uses the same machinery with its own tables.
@@ -46,6 +53,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
+from muscale.coord import eps_probe
+from muscale.coord.eps_probe import EpsVerdict
 from muscale.coord.run import CoordData
 from muscale.errors import UserError
 
@@ -220,6 +229,8 @@ class CoordReport:
     signature: str
     distances: dict[str, float]
     notes: list[str] = field(default_factory=list)
+    #: the Adam-ε probe (None: not applicable — SGD, depth mode, or expect is not 'mup')
+    eps: EpsVerdict | None = None
 
     @property
     def failures(self) -> list[Slope]:
@@ -231,10 +242,16 @@ class CoordReport:
 
     @property
     def status(self) -> str:
-        """``pass``, ``fail`` or ``inconclusive`` (nothing judged is inconclusive)."""
-        if self.failures:
+        """``pass``, ``fail`` or ``inconclusive`` (nothing judged is inconclusive); the ε
+        probe counts as one more judged entry."""
+        eps = self.eps.status if self.eps is not None else None
+        if self.failures or eps == "fail":
             return "fail"
-        if self.undecided or not any(s.status == "pass" for s in self.slopes):
+        if (
+            self.undecided
+            or eps == "inconclusive"
+            or not any(s.status == "pass" for s in self.slopes)
+        ):
             return "inconclusive"
         return "pass"
 
@@ -263,13 +280,15 @@ class CoordReport:
         ]
         if self.failures:
             lines.append("Clearly off the expectation: " + offenders(self.failures) + ".")
-        elif self.status == "inconclusive":
+        elif self.status == "inconclusive" and self.undecided:
             lines.append(
                 "Inconclusive: add seeds or widths. Undecided: "
                 + offenders(self.undecided)
                 + ". "
                 + self.advice()
             )
+        if self.eps is not None and (self.eps.status != "pass" or self.eps.growing()):
+            lines.append(self.eps.message())
         lines.append(
             f"Measured slopes match the {self.signature!r} signature: {DESCRIBE[self.signature]}."
         )
@@ -295,6 +314,7 @@ class CoordReport:
             "signature_distance": {k: _num(v) for k, v in self.distances.items()},
             "verdict": self.verdict(),
             "skipped": self.skipped,
+            "eps_probe": self.eps.to_json() if self.eps is not None else None,
             "axis": d.axis,
             "sizes": d.sizes,
             "steps": d.steps,
@@ -509,25 +529,39 @@ def _entries(data: CoordData) -> tuple[list[_Entry], list[dict[str, Any]]]:
 
 
 def _moderate(entries: list[_Entry], data: CoordData) -> list[tuple[float, float]]:
-    """(se, df) per entry: its own seed spread shrunk towards the spread pooled over the
-    same kind of module and statistic (Smyth 2004's moderated variance; the pool lends at
-    most ``PRIOR_DF`` degrees of freedom). Pooling over all kinds was tried and rejected: a
-    quiet readout then inherits the hidden layers' spread."""
-    pool: dict[tuple[str, str], tuple[float, float]] = {}
+    """(se, df) per entry: its own seed spread shrunk towards a pooled spread (Smyth 2004's
+    moderated variance; the prior lends at most ``PRIOR_DF`` degrees of freedom).
+
+    The prior is the spread pooled over the same kind of module and statistic. A kind with
+    one module (the readout, the embedding) pools only with itself, so at two seeds its
+    interval had ~2 df (t quantile 2.9): there the rest of the prior's ``PRIOR_DF`` comes
+    from the spread pooled over every module's same statistic. Pooling over all kinds for
+    every entry was tried and rejected: a quiet readout then inherits the hidden layers'
+    spread even when it has its own."""
+    kind_pool: dict[tuple[str, str], tuple[float, float]] = {}
+    stat_pool: dict[str, tuple[float, float]] = {}
     for e in entries:
         if e.df > 0:
             key = (data.points[e.j].kind, e.stat)
-            num, den = pool.get(key, (0.0, 0.0))
-            pool[key] = (num + e.df * e.se2, den + e.df)
+            num, den = kind_pool.get(key, (0.0, 0.0))
+            kind_pool[key] = (num + e.df * e.se2, den + e.df)
+            num, den = stat_pool.get(e.stat, (0.0, 0.0))
+            stat_pool[e.stat] = (num + e.df * e.se2, den + e.df)
     out = []
     for e in entries:
-        num, den = pool.get((data.points[e.j].kind, e.stat), (0.0, 0.0))
-        if den == 0.0:
+        num_k, den_k = kind_pool.get((data.points[e.j].kind, e.stat), (0.0, 0.0))
+        num_s, den_s = stat_pool.get(e.stat, (0.0, 0.0))
+        w_k = min(float(PRIOR_DF), den_k)
+        w_s = min(float(PRIOR_DF) - w_k, den_s - den_k)  # the other kinds fill the rest
+        if w_k + w_s <= 0.0:
             out.append((float("nan"), 0.0))
             continue
-        prior_df = min(float(PRIOR_DF), den)
+        prior = (w_k * (num_k / den_k if den_k else 0.0)) + (
+            w_s * ((num_s - num_k) / (den_s - den_k)) if w_s > 0 else 0.0
+        )
+        prior_df = w_k + w_s
         own = e.se2 if e.df > 0 else 0.0
-        se2 = (e.df * own + prior_df * num / den) / (e.df + prior_df)
+        se2 = (e.df * own + prior) / (e.df + prior_df)
         out.append((math.sqrt(se2), e.df + prior_df))
     return out
 
@@ -567,11 +601,14 @@ def _band_of(sig: Sig, s: Slope, tol: float | None) -> tuple[float | None, float
     return band(sig, s.stat, 1, tol)
 
 
-def judge(slopes: list[Slope], table: dict[str, Sig], tol: float | None = None) -> list[Slope]:
-    """Copies of ``slopes`` with band, intervals and status against ``table``."""
+def judge(
+    slopes: list[Slope], table: dict[str, Sig], tol: float | None = None, *, n_extra: int = 0
+) -> list[Slope]:
+    """Copies of ``slopes`` with band, intervals and status against ``table``; ``n_extra``:
+    other tests of the same run (the ε probe) in the Bonferroni count."""
     out = []
     bands = [_band_of(table[s.kind], s, tol) for s in slopes]
-    n_judged = max(1, sum(b is not None for b in bands))
+    n_judged = max(1, sum(b is not None for b in bands) + n_extra)
     fail_conf = 1.0 - (1.0 - FAIL_CONFIDENCE) / n_judged  # Bonferroni
     for s, b in zip(slopes, bands, strict=True):
         d = asdict(s)
@@ -627,17 +664,61 @@ def bf16_note(data: CoordData) -> str:
     return "Ran in bf16 (every change is >= 5 % of its level, well above bf16 rounding)."
 
 
-def report(data: CoordData, *, expect: str | None = None, tol: float | None = None) -> CoordReport:
+def _width(value: Any) -> float:
+    """``eps_horizon`` as a float, or a :class:`UserError` naming the field."""
+    bad = UserError(f"eps_horizon={value!r}: must be a width (a finite number > 0)")
+    if isinstance(value, (bool, str)):
+        raise bad
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise bad from None
+    if not (math.isfinite(out) and out > 0):
+        raise bad
+    return out
+
+
+def probe_eps(
+    data: CoordData, expect: str, horizon: float | None, n_tests: int
+) -> EpsVerdict | None:
+    """The Adam-ε probe of a μP width check (None where it does not apply: depth mode, an
+    expectation other than 'mup', an optimizer without a second moment, or data collected
+    without the probe)."""
+    eps_data = data.meta.get("eps")
+    if data.axis != "width" or expect != "mup" or eps_data is None:
+        return None
+    conf = 1.0 - (1.0 - FAIL_CONFIDENCE) / max(1, n_tests)  # Bonferroni, as in judge()
+    return eps_probe.judge(
+        eps_data,
+        data.sizes,
+        horizon=eps_probe.EPS_HORIZON if horizon is None else horizon,
+        fail_confidence=conf,
+    )
+
+
+def report(
+    data: CoordData,
+    *,
+    expect: str | None = None,
+    tol: float | None = None,
+    eps_horizon: float | None = None,
+) -> CoordReport:
     """Fit, judge against ``expect`` (default: the scheme/alpha the run's plan claims) and
     find the closest signature. ``tol`` replaces the calibrated allowances of every band
-    (default: the tables' own, see :data:`WIDTH_EXPECT`)."""
+    (default: the tables' own, see :data:`WIDTH_EXPECT`). ``eps_horizon``: the width the
+    Adam-ε probe extrapolates to (default :data:`muscale.coord.eps_probe.EPS_HORIZON`)."""
     name = expectation_name(data, expect)
     if tol is not None:
         tol = float(tol)
         if not tol >= 0:
             raise UserError(f"tol={tol!r}: must be >= 0")
+    if eps_horizon is not None:
+        eps_horizon = _width(eps_horizon)
     raw, skipped = fit_slopes(data)
-    judged = judge(raw, table_for(name, data.axis, data.family), tol)
+    table = table_for(name, data.axis, data.family)
+    n_judged = sum(_band_of(table[s.kind], s, tol) is not None for s in raw)
+    eps = probe_eps(data, name, eps_horizon, n_judged + 1)
+    judged = judge(raw, table, tol, n_extra=int(eps is not None))
     names = list(DEPTH_EXPECT) if data.axis == "depth" else ["mup", "ntk", "sp"]
     dists = {n: distance(raw, table_for(n, data.axis, data.family)) for n in names}
     signature = min(dists, key=lambda n: dists[n])
@@ -661,4 +742,5 @@ def report(data: CoordData, *, expect: str | None = None, tol: float | None = No
         signature=signature,
         distances=dists,
         notes=notes,
+        eps=eps,
     )
