@@ -213,3 +213,14 @@ def test_plain_lines_are_throttled(tmp_path, capsys):
         "sweep s: 3/3 done, 0 running, ETA _; best w16:1",
         "sweep s: 3/3 done, 0 running, ETA _; best w16:1",
     ]
+
+
+def test_a_trials_live_bar_is_refused_under_the_sweeps():
+    from muscale.cli.sweep import check_displays
+    from muscale.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="trainer.progress"):
+        check_displays("rich", "rich")
+    check_displays("rich", "plain")  # the sweep's default for trials
+    check_displays("plain", "rich")  # the sweep prints lines; the trial may draw its bar
+    check_displays("off", "auto")
