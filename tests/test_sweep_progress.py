@@ -219,8 +219,18 @@ def test_a_trials_live_bar_is_refused_under_the_sweeps():
     from muscale.cli.sweep import check_displays
     from muscale.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="trainer.progress"):
+    with pytest.raises(ConfigError, match=r"trainer\.progress"):
         check_displays("rich", "rich")
     check_displays("rich", "plain")  # the sweep's default for trials
     check_displays("plain", "rich")  # the sweep prints lines; the trial may draw its bar
     check_displays("off", "auto")
+
+
+def test_rich_mode_draws_the_same_numbers(tmp_path, capsys):
+    store = Store(str(tmp_path / "s.db"))
+    trials = [_trial(16, 0.1), _trial(32, 0.1)]
+    with SweepProgress(name="s", store=store, lease_s=60, mode="rich", done={}) as progress:
+        progress.planned(trials)
+        progress.finished({trials[0].key: 0.5, trials[1].key: 0.25})
+    err = capsys.readouterr().err
+    assert "2/2 done, 0 running" in err and "best w16:0.5 w32:0.25" in err
