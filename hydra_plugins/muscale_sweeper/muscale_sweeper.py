@@ -9,6 +9,10 @@ leased by a live owner (another sweep of the same name, an array job) are waited
 run twice (:meth:`muscale.sweep.store.Store.claim`). Every distinct trial config of the first
 round is validated before the store or the sweep directory is touched; a SIGTERM is
 forwarded to the workers (they checkpoint) and the sweep exits 143.
+
+What the user sees: one progress display (``sweep.progress``, see
+:mod:`muscale.cli.sweep_progress`); Hydra's and the trials' log lines go to log files
+(``conf/hydra/hydra_logging/muscale_sweep.yaml``, ``conf/hydra/job_logging/muscale_sweep.yaml``).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class MuscaleSweeper(Sweeper):
             raise SystemExit(2) from None
 
     def _sweep(self, arguments: list[str]) -> Any:
+        from muscale.cli.sweep_progress import SweepProgress
         from muscale.config import to_dict
         from muscale.sweep.config import SweepConfig
         from muscale.sweep.driver import drive, loss_of, trial_arguments
@@ -82,7 +87,10 @@ class MuscaleSweeper(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
-        done = {r.key: r for r in store.records(cfg.name)}
+        done = {r.key: loss_of(r.loss, r.diverged) for r in store.records(cfg.name)}
+        progress = SweepProgress(
+            name=cfg.name, store=store, lease_s=cfg.lease_s, mode=cfg.progress, done=done
+        )
         state: dict[str, Any] = {"job_idx": 0}
         returns: list[Any] = []
 
@@ -95,6 +103,7 @@ class MuscaleSweeper(Sweeper):
 
         def launch(todo: list[Any]) -> list[float]:
             losses = _run_leased(cfg, store, todo, launch_batch, state)
+            progress.finished(losses)
             if state.get("signal"):
                 raise Stopped("stopped by SIGTERM (workers checkpointed and stopped)")
             return [losses[t.key] for t in todo]
@@ -107,11 +116,11 @@ class MuscaleSweeper(Sweeper):
                 reused,
             )
 
-        with forwarding_sigterm(state):
+        with forwarding_sigterm(state), progress:
             drive(
-                plan,
+                progress.planner(plan),
                 launch,
-                done={k: loss_of(r.loss, r.diverged) for k, r in done.items()},
+                done=done,
                 max_rounds=self.max_rounds,
                 on_round=on_round,
             )

@@ -18,6 +18,23 @@ def _task(cfg: Any) -> Any:
     return run_trial(cfg)
 
 
+def check_displays(sweep_progress: str, trainer_progress: str) -> None:
+    """One live display per terminal: a trial's own bar (``trainer.progress`` rich) cannot
+    draw under the sweep's (rich's ``Live`` refuses a second one in the process, and
+    workers drawing on the same terminal garble it)."""
+    from muscale.cli.sweep_progress import display_mode
+    from muscale.errors import ConfigError
+
+    if display_mode(sweep_progress) == "rich" and display_mode(trainer_progress) == "rich":
+        raise ConfigError(
+            "trainer.progress",
+            trainer_progress,
+            "a trial's live bar cannot draw under the sweep's display: keep plain "
+            "(a sweep's default: each trial's steps go to its log) or off, "
+            "or set sweep.progress=plain",
+        )
+
+
 def main(argv: list[str]) -> int:
     from muscale.config import to_dict
     from muscale.sweep.config import SweepConfig, param_key
@@ -32,5 +49,6 @@ def main(argv: list[str]) -> int:
     composed = compose(name, overrides, extra_dir=cdir)
     sweep = SweepConfig(**to_dict(composed.sweep))  # validate first: one line, exit 2
     planner(sweep, max_steps=int(composed.trainer.max_steps))  # e.g. rungs, optional samplers
+    check_displays(sweep.progress, str(composed.trainer.progress))
     run_hydra_app("sweep", argv, _task, multirun=True, prog="muscale sweep")
     return 0

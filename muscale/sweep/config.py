@@ -14,6 +14,8 @@ from muscale.sweep.guards import check_sweep_name
 #: joint ``space`` at one proxy (see :mod:`muscale.sweep.search`)
 STRATEGIES = ("grid", "adaptive", "random", "asha", "tpe", "cmaes")
 SEARCH_STRATEGIES = ("random", "asha", "tpe", "cmaes")
+#: the sweep's progress display (``auto``: ``rich`` on a terminal, else ``plain``)
+PROGRESS_MODES = ("auto", "rich", "plain", "off")
 
 #: hyperparameters a sweep may vary besides the LR, and the config key each maps to
 SWEEPABLE: dict[str, str] = {
@@ -140,6 +142,8 @@ class SweepConfig:
     ``store``: SQLite path or database URL (``postgresql://...`` on clusters).
     ``lease_s``: a trial's lease lapses when its owner's heartbeat (every ``lease_s / 4``)
     is older than this, so another sweep may take it over (see :mod:`muscale.sweep.store`).
+    ``progress``: the sweeper's one display of trials done/running/total, ETA and best loss
+    per width (see :mod:`muscale.cli.sweep_progress`), one of :data:`PROGRESS_MODES`.
     """
 
     name: str = "default"
@@ -154,6 +158,7 @@ class SweepConfig:
     params: dict[str, list[Any]] = field(default_factory=dict)
     store: str = "sweeps.db"
     lease_s: float = 120.0
+    progress: str = "auto"
     adaptive: AdaptiveConfig = field(default_factory=AdaptiveConfig)
     space: dict[str, Range] = field(default_factory=dict)
     search: SearchConfig = field(default_factory=SearchConfig)
@@ -188,6 +193,7 @@ class SweepConfig:
             raise ConfigError("sweep.seeds", self.seeds, "give at least one seed")
         check_choice("sweep.strategy", self.strategy, STRATEGIES)
         check_positive("sweep.lease_s", self.lease_s)
+        check_choice("sweep.progress", self.progress, PROGRESS_MODES)
         if self.lrs is not None:
             if not isinstance(self.lrs, list | tuple) or not self.lrs:
                 raise ConfigError("sweep.lrs", self.lrs, "a non-empty list of positive LRs")
