@@ -27,6 +27,7 @@ result is plain data (:class:`~muscale.param.roles.ParamSpec` per name plus a di
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import sys
@@ -203,6 +204,7 @@ def infer(
             "pass roles={'<name pattern>': 'input'|'hidden'|'output'|'vector'}"
         )
     readouts, inputs = _hook_modules(ref, specs, shapes[width], width, base_width, shapes)
+    _tag_tied(ref, specs, readouts)
     return Inferred(
         specs=specs,
         dims=dims.dims,
@@ -308,6 +310,19 @@ def _spec(
     if not tag and role == Role.OUTPUT:
         tag = "readout"
     return ParamSpec(role=role, fan_in=fan_in, fan_out=fan_out, tag=tag or None, block=block)
+
+
+def _tag_tied(ref: nn.Module, specs: dict[str, ParamSpec], readouts: list[str]) -> None:
+    """Tag an input-role tensor that a readout module also reads (tied embeddings) as
+    ``tied_readout``, as a muscale GPT declares it (its default init std is the readout's;
+    :func:`muscale.param.plan.make_plan`)."""
+    canonical = {id(p): n for n, p in ref.named_parameters()}
+    for alias, p in ref.named_parameters(remove_duplicate=False):
+        name = canonical.get(id(p))
+        if name is None or alias == name or name not in specs:
+            continue
+        if specs[name].role == Role.INPUT and alias.rpartition(".")[0] in readouts:
+            specs[name] = dataclasses.replace(specs[name], tag="tied_readout")
 
 
 def _hook_modules(
