@@ -208,3 +208,27 @@ def test_logit_change_is_a_flat_update_term_plus_an_incoherent_init_term():
     assert -0.65 < w0_dh < -0.3, w0_dh
     broken, _ = _slopes(widths, lr_div=lambda w: w / 64, seeds=1)
     assert broken < -0.7, broken
+
+
+@pytest.mark.parametrize("width", [64, 128])
+def test_inferred_tied_embedding_of_a_transformers_model(width):
+    """muscale.auto finds a tied embedding (GPT-2, ``tie_word_embeddings=True``) at any
+    width, the base width included: the tensor gets the readout's default std and the
+    readout its multiplier alpha_out/m."""
+    transformers = pytest.importorskip("transformers")
+    from muscale.hf import build
+
+    cfg = transformers.GPT2Config(
+        vocab_size=256, n_layer=1, n_embd=64, n_head=4, n_positions=16, resid_pdrop=0.0,
+        embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True, bos_token_id=0,
+        eos_token_id=0,
+    )  # fmt: skip
+    x, _ = _batch(256, 2, 16)
+    logits = {}
+    for a_out in (1.0, 2.0):
+        model, plan = build(cfg, width=width, base_width=64, seed=0, param={"output_mult": a_out})
+        assert plan["hf.transformer.wte.weight"].init_std == pytest.approx(64**-0.5)
+        assert plan["hf.transformer.wpe.weight"].init_std == 1.0  # not tied: the input default
+        with torch.no_grad():
+            logits[a_out] = model(x)
+    torch.testing.assert_close(logits[2.0], 2.0 * logits[1.0], rtol=1e-5, atol=1e-6)

@@ -163,7 +163,7 @@ def main() -> None:
     keys = ("all", "target", "dW.h", "W0.dh")
     print(
         f"{'variant':15}"
-        + "".join(f"{k:>16}" for k in (*keys, "loss drop"))
+        + "".join(f"{k:>19}" for k in (*keys, "loss drop"))
         + "  all: local slopes"
     )
     for v in a.variants:
@@ -184,7 +184,7 @@ def main() -> None:
         cells = [f"{np.mean(sl[k]):+.4g} ± {sd[k]:.2g}" for k in (*keys, "drop")]
         print(
             f"{v:15}"
-            + "".join(f"{c:>16}" for c in cells)
+            + "".join(f"{c:>19}" for c in cells)
             + "  "
             + " ".join(f"{x:+.3g}" for x in local)
             + f"   ({time.perf_counter() - t0:.0f} s)",
