@@ -28,3 +28,17 @@ def with_mureadout(model: nn.Module, readout: str, *, drop_hooks: bool = False) 
     new.load_state_dict(old.state_dict())
     setattr(m, readout, new)
     return m
+
+
+def with_mushared_readout(model: nn.Module, embedding: str, readout: str) -> nn.Module:
+    """A deep copy of ``model`` (whose ``readout`` shares its weight with ``embedding``)
+    whose readout is a ``MuSharedReadout`` on the copy's embedding tensor: the tied form
+    microsoft/mup ships (the shared weight keeps the embedding's infshape, so ``MuAdam``
+    leaves its LR alone; the forward divides by the width multiplier)."""
+    from mup import MuSharedReadout
+
+    m = copy.deepcopy(model)  # deepcopy keeps the two modules' weight one tensor
+    # no readout bias: MuSharedReadout sizes its bias from the embedding's second dim
+    assert getattr(m, readout).bias is None, "a biased shared readout is not supported"
+    setattr(m, readout, MuSharedReadout(getattr(m, embedding).weight, bias=False))
+    return m

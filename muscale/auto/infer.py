@@ -27,6 +27,7 @@ result is plain data (:class:`~muscale.param.roles.ParamSpec` per name plus a di
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import math
 import sys
@@ -202,7 +203,11 @@ def infer(
             f"parametrize: cannot infer the role of {'; '.join(problems)}; "
             "pass roles={'<name pattern>': 'input'|'hidden'|'output'|'vector'}"
         )
-    readouts, inputs = _hook_modules(ref, specs, shapes[width], width, base_width, shapes)
+    # shapes at a width other than the base, so that a shared tensor's scaling axes show
+    # even when width == base_width
+    other = width if width != base_width else probe_width(width, base_width)
+    readouts, inputs = _hook_modules(ref, specs, shapes[other], width, base_width, shapes)
+    _tag_tied(ref, specs)
     return Inferred(
         specs=specs,
         dims=dims.dims,
@@ -308,6 +313,24 @@ def _spec(
     if not tag and role == Role.OUTPUT:
         tag = "readout"
     return ParamSpec(role=role, fan_in=fan_in, fan_out=fan_out, tag=tag or None, block=block)
+
+
+def _tag_tied(ref: nn.Module, specs: dict[str, ParamSpec]) -> None:
+    """Tag an input-role tensor that a second module reads with its fan-in on the tensor's
+    fan-out axis (an ``nn.Linear`` reading an embedding matrix: tied embeddings) as
+    ``tied_readout``, as a muscale GPT declares it (its default init std is then the
+    readout's; :func:`muscale.param.plan.make_plan`)."""
+    canonical = {id(p): n for n, p in ref.named_parameters()}
+    for alias, p in ref.named_parameters(remove_duplicate=False):
+        name = canonical.get(id(p))
+        if name is None or alias == name or name not in specs:
+            continue
+        if specs[name].role != Role.INPUT:
+            continue
+        own = convention(*_owner(ref, name))
+        other = convention(*_owner(ref, alias))
+        if own is not None and other is not None and other[1] == own[0]:
+            specs[name] = dataclasses.replace(specs[name], tag="tied_readout")
 
 
 def _hook_modules(

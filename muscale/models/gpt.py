@@ -116,7 +116,12 @@ class GPT(nn.Module):
     def param_specs(self) -> dict[str, ParamSpec]:
         cfg, bias = self.cfg, self.cfg.bias
         specs: dict[str, ParamSpec] = {
-            "wte.weight": ParamSpec(role=Role.INPUT, fan_in=1, fan_out="d_model"),
+            "wte.weight": ParamSpec(
+                role=Role.INPUT,
+                fan_in=1,
+                fan_out="d_model",
+                tag="tied_readout" if cfg.tie_embeddings else None,
+            ),
             "norm_f.weight": _vec("d_model", "ones"),
         }
         if cfg.pos == "learned":

@@ -55,8 +55,10 @@ class OptimConfig:
       the decay does not change when μP rescales a tensor's LR or when you sweep the LR.
       Here ``weight_decay`` is a per-step rate (e.g. 1e-4).
     * ``coupled`` (microsoft/mup): the torch value is ``weight_decay / lr_scale`` so that
-      ``lr · weight_decay`` per step is the same at every width (AdamW's usual meaning at
-      the base width, e.g. 0.1).
+      ``lr · weight_decay`` per step is the same at every width and depth (AdamW's usual
+      meaning at the base width, e.g. 0.1). ``lr_scale`` includes the depth factor, so with
+      ``depth_alpha=0.5`` this differs from CompleteP's code, which divides by the width
+      factor only (docs/parametrization.md, "Coupled decay with a depth rule").
 
     Vectors (biases, gains) are never decayed. Plain Adam applies decay as an L2 term that
     goes through Adam's normaliser, so ``weight_decay > 0`` with it is rejected: use adamw.

@@ -14,7 +14,9 @@ INIT_DISTS = ("normal", "orthogonal")
 class InitStd:
     """Init std of each role **at the base width** (``None``: 1/sqrt(base fan-in)).
 
-    Embeddings have an effective fan-in of 1 (one-hot inputs), so their default std is 1.
+    Embeddings have an effective fan-in of 1 (one-hot inputs), so their default std is 1;
+    a tied embedding, which is also the readout, defaults to the readout's 1/sqrt(n0)
+    (docs/parametrization.md, "Tied embeddings").
     """
 
     input: float | None = None

@@ -11,6 +11,8 @@ import warnings
 from typing import Any
 
 from muscale.errors import ConfigError
+from muscale.param.roles import Role
+from muscale.param.rules import FAMILIES, width_rule
 
 
 def check_depth_rule(model_cfg: Any, param_cfg: Any) -> None:
@@ -26,25 +28,42 @@ def check_depth_rule(model_cfg: Any, param_cfg: Any) -> None:
         )
 
 
+def tied_conflicts(scheme: str) -> set[str]:
+    """Which exponents (``init``, ``lr``, ``eps``) the rule table's input and output rows
+    give differently under ``scheme`` (for either optimizer family).
+
+    A tied tensor is one tensor and follows one row (the input's; the readout keeps its own
+    forward multiplier, as in mup's ``MuSharedReadout``), so tying is width-consistent
+    exactly when the rows agree: under μP they do for Adam and SGD alike (TP5 Table 8:
+    init m⁰ for both, LR m⁰ resp. m⁺¹ for both, eps m⁻¹ for both); SP differs in init
+    (m⁰ vs m^-1/2) and NTK in init, LR and eps."""
+    out: set[str] = set()
+    for family in FAMILIES:
+        inp, outp = width_rule(scheme, Role.INPUT, family), width_rule(scheme, Role.OUTPUT, family)
+        out |= {f for f in ("init", "lr", "eps") if getattr(inp, f) != getattr(outp, f)}
+    return out
+
+
 def check_tied_readout(model_cfg: Any, param_cfg: Any) -> None:
-    """Tied embeddings give the readout the embedding's (input-role) rules. Under NTK the
-    readout's LR is then m⁰ instead of m⁻¹ (the scheme's output row), so reject; under SP
-    this is the usual GPT-2 setup but the readout is not treated as a readout, so warn.
-    μP is fine: the shared readout keeps its 1/m forward multiplier (mup's
-    ``MuSharedReadout``)."""
+    """Tied embeddings give the readout the embedding's (input-role) rules
+    (:func:`tied_conflicts`). Where that changes the readout's LR exponent (NTK: m⁰ instead
+    of m⁻¹) reject; where only its init exponent (SP: the usual GPT-2 setup, but the readout
+    is not treated as a readout) warn; μP is consistent."""
     if not getattr(model_cfg, "tie_embeddings", False):
         return
-    if param_cfg.scheme == "ntk":
+    conflicts = tied_conflicts(param_cfg.scheme)
+    if "lr" in conflicts:
         raise ConfigError(
             "param.scheme",
-            "ntk",
+            param_cfg.scheme,
             "with model.tie_embeddings=true the readout takes the input role's LR (m^0, not "
-            "NTK's m^-1); untie the embeddings or use param.scheme=mup",
+            f"{param_cfg.scheme}'s readout LR); untie the embeddings or use param.scheme=mup",
         )
-    if param_cfg.scheme == "sp":
+    if conflicts:
         warnings.warn(
-            "param.scheme=sp with model.tie_embeddings=true: the readout shares the "
-            "embedding's init and LR (standard GPT-2 practice, not a width-consistent rule)",
+            f"param.scheme={param_cfg.scheme} with model.tie_embeddings=true: the readout "
+            "shares the embedding's init and LR (standard GPT-2 practice, not a "
+            "width-consistent rule)",
             UserWarning,
             stacklevel=3,
         )

@@ -158,6 +158,27 @@ def _role_mult(spec: ParamSpec, shape: ShapeInfo) -> float:
     return shape.mult(dim)
 
 
+def _base_std(spec: ParamSpec, base_std: Mapping[Role, float | None], shape: ShapeInfo) -> float:
+    """Init std at the base width: the configured one, else 1/sqrt(base fan-in).
+
+    A tied embedding (``tag="tied_readout"``) is also the readout, whose default is
+    1/sqrt(base d_model) (its fan-in as a readout is the embedding's fan-out). The readout
+    meets each token's own row in the residual stream, so that token's logit is about
+    ``(alpha_out/m) · n · std² / rms(x) = alpha_out · n0 · std² / rms(x)``: Θ(1) in width
+    for any fixed std (μP's init exponent is 0 for both roles), but with the embedding's
+    std 1 it is ≈ n0/2 (measured 32 at n0 = 64: an initial loss of 33 nats for a 256-token
+    vocabulary); std = 1/sqrt(n0) makes it ≈ alpha_out. An explicit ``init_std.input``
+    still wins, then ``init_std.output``."""
+    std0 = base_std[spec.role]
+    if std0 is None and spec.tag == "tied_readout":
+        std0 = base_std[Role.OUTPUT]
+        if std0 is None:
+            return 1.0 / math.sqrt(shape.base(spec.fan_out))
+    if std0 is None:
+        std0 = 1.0 / math.sqrt(shape.base(spec.fan_in))
+    return std0
+
+
 def make_plan(
     specs: Mapping[str, ParamSpec],
     shapes: Mapping[str, tuple[int, ...]],
@@ -201,9 +222,7 @@ def make_plan(
         elif zero_tags.get(spec.tag or "", False):
             init, std = "zeros", 0.0
         else:
-            std0 = base_std[spec.role]
-            if std0 is None:
-                std0 = 1.0 / math.sqrt(shape.base(spec.fan_in))
+            std0 = _base_std(spec, base_std, shape)
             init, std = param_cfg.init_dist, std0 * m**rule.init
             if init == "orthogonal" and len(shp) != 2:
                 init = "normal"

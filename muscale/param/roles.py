@@ -40,8 +40,14 @@ class ParamSpec:
     ``fan_in``/``fan_out`` name model dimensions (``"d_model"``, ``"d_ff"``...) or are fixed
     integers. ``fill`` is how a vector starts (``"ones"`` for gains, ``"zeros"`` for biases;
     ``None`` for random matrices). ``tag`` marks the two tensors that μP zero-initialises
-    (``"query"``, ``"readout"``). ``block`` is the index of the residual block the tensor
-    lives in (``None`` outside the residual blocks), which the depth rules scale.
+    (``"query"``, ``"readout"``), or an embedding that is also the readout
+    (``"tied_readout"``: tied embeddings). A tied tensor keeps the input role's rules, as
+    mup's ``MuSharedReadout`` does (TP5 Table 8's input and output rows agree under μP), is
+    never zero-initialised, and its default base init std is the readout's
+    ``1/sqrt(n0)`` rather than the embedding's 1 (see :func:`muscale.param.plan.make_plan`;
+    docs/parametrization.md "Tied embeddings"). ``block`` is the index of the residual
+    block the tensor lives in (``None`` outside the residual blocks), which the depth rules
+    scale.
     """
 
     role: Role

@@ -5,7 +5,9 @@ base width/depth, tuned on the proxy) times ``m ** exponent``, where ``m = n / n
 width multiplier of the dimension that matters for the role (fan-in for ``hidden`` and
 ``output``, fan-out for ``input`` and ``vector``) and ``m_L = L / L0`` the depth multiplier.
 Because every exponent multiplies a base value, **at m = m_L = 1 every scheme is exactly SP
-with the same base hyperparameters** (the property microsoft/mup tests).
+with the same base hyperparameters** (the property microsoft/mup tests), as long as μP's
+optional zero-initialised readout and query (``param.zero_readout``/``zero_query``, off by
+default) stay off.
 
 Width rules — TP5 (Yang et al. 2022) Table 8, the form microsoft/mup implements (μP keeps
 the readout init Θ(1) and puts 1/m in a forward multiplier):
@@ -23,11 +25,13 @@ Vectors: init is the fill (gains 1, biases 0) in every scheme; LR exponent 0, ex
 (+1) where, like the input layer, their gradients are Θ(1/n).
 
 NTK is the NTK parametrization of Jacot et al. 2018 / TP4 (multiplier 1/sqrt(fan_in), unit
-init) folded into PyTorch's init-scale form: folding a multiplier θ into the weights divides
-the SGD LR by θ² (hence m^-1 on layers whose fan-in grows) and the Adam LR by θ; with
-Everett et al. 2024 (Table 1) NTK-Adam per-layer LRs n^-1/2 on hidden and readout,
-θ = n^-1/2 gives the same m^-1 in folded form. This matches their observation that under
-Adam SP (with its per-layer optimum c = (0, 1, 1)) and NTK fall into one equivalence class.
+init) folded into PyTorch's init-scale form: folding a multiplier θ into the weights
+(W̃ = θW, multiplier 1; the gradient w.r.t. W̃ is θ^-1 times that w.r.t. W) *multiplies* the
+SGD LR by θ² (hence m^-1 on layers whose fan-in grows, θ = n^-1/2) and the Adam LR by θ.
+The NTK-Adam row is Everett et al. 2024's per-layer NTK (their Table 1: Adam LR n^-1/2 on
+hidden and readout in multiplier form; × θ = n^-1/2 gives m^-1 folded), not the lazy
+(kernel) limit: under Adam, SP with its per-layer optimum c = (0, 1, 1) and NTK fall into
+one equivalence class. It is there to compare against, not expected to transfer.
 
 Adam epsilon: eps must scale like the gradient entries it is added to, or a fixed eps
 dominates the update at large width (Everett et al. 2024 §4; CompleteP, Dey et al. 2025,
@@ -39,7 +43,13 @@ Table 1). Gradient sizes, derived from the forward pass:
 * NTK (folded): readout entries are Θ(n^-1/2), so the backward signal and hence input,
   hidden and vector gradients are Θ(n^-1/2); the readout gradient g xᵀ is Θ(1).
 * SP is the unscaled baseline (exponent 0). ``scale_eps=False`` turns eps scaling off (what
-  mup and nanoGPT-mup do).
+  microsoft/mup and nanoGPT-mup's μP code do; nanoGPT-mup's CompleteP code scales one global
+  eps by m^-1 · m_L^-alpha).
+
+Tied embeddings: one tensor serves as the input and the output layer, so it can follow one
+row. Under μP the two rows agree on every exponent (init 0, LR 0 resp. +1, eps -1), so the
+tensor takes the input row and the readout keeps its 1/m multiplier (mup's
+``MuSharedReadout``); under SP and NTK they differ (:func:`muscale.param.guards.tied_conflicts`).
 
 Depth rules (residual networks; Tensor Programs VI, Yang et al. 2023; Bordelon et al. 2023;
 CompleteP, Dey et al. 2025): the residual branch output is multiplied by ``m_L^-alpha``;
