@@ -23,6 +23,7 @@ so a checkpoint written by N processes (DDP or FSDP2) loads in any number of pro
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import uuid
@@ -478,9 +479,23 @@ def _first_difference(a: Any, b: Any, prefix: str) -> tuple[str, Any, Any] | Non
             if diff is not None:
                 return diff
         return None
+    if _same_number(a, b):
+        return None
     if _canonical(a) != _canonical(b):
         return prefix, a, b
     return None
+
+
+def _same_number(a: Any, b: Any) -> bool:
+    """Floats equal to 1e-12 relative: a value recomputed on another path (an LR grid from
+    2**x, a YAML round trip) may differ in the last bit without being another setting."""
+    real = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return False
+    numbers = isinstance(a, real) and isinstance(b, real)
+    if numbers and (isinstance(a, float) or isinstance(b, float)):
+        return math.isclose(a, b, rel_tol=1e-12, abs_tol=0.0)
+    return False
 
 
 # --------------------------------------------------------------------------- models
