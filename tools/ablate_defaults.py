@@ -20,6 +20,7 @@ seed-averaged curve's minimum, and the difference to SP's best at that width.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import statistics
@@ -149,9 +150,16 @@ def trial_id(t: dict[str, Any]) -> str:
 
 
 def plan_trials(
-    variants: list[str], widths: list[int], seeds: list[int], span: int, steps: int, base: int
+    variants: list[str],
+    widths: list[int],
+    seeds: list[int],
+    span: int,
+    steps: int,
+    base: int,
+    exps: list[int] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every trial of the run, widest first within each variant."""
+    """Every trial of the run, widest first within each variant (``exps``: one log2(LR)
+    grid for every variant and width, instead of each scheme's centred grid)."""
     out = []
     for name in variants:
         v = VARIANTS[name]
@@ -159,7 +167,7 @@ def plan_trials(
             if w == base and v.base_as is not None:
                 continue
             for s in seeds:
-                for e in lr_exps(v.scheme, w, span):
+                for e in exps or lr_exps(v.scheme, w, span):
                     out.append(
                         {"variant": name, "width": w, "seed": s, "lr": 2.0**e, "steps": steps}
                     )
@@ -277,10 +285,10 @@ def base_check(rows: list[dict[str, Any]], base: int) -> str:
     )
 
 
-def run_variant(
+def run_chunk(
     todo: list[dict[str, Any]], common: list[str], base: int, pool: Any, jobs: int
 ) -> list[dict[str, Any]]:
-    """Train one variant's trials in the pool; return their rows."""
+    """Train trials in the pool (:func:`muscale.trial_pool.run_configs`); return their rows."""
     from omegaconf import OmegaConf
 
     from muscale.hydra_app import compose
@@ -311,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--widths", default="32,64,128")
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--lr-span", type=int, default=2, help="octaves each side of the centre")
+    ap.add_argument("--lr-exps", default="", help="log2(LR) grid for all (default: centred)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
@@ -332,7 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     base = args.base_width
     common = common_overrides(args.steps, args.seq_len, args.batch, args.depth, base)
     plan = plan_trials(
-        variants, _ints(args.widths), _ints(args.seeds), args.lr_span, args.steps, base
+        variants,
+        _ints(args.widths),
+        _ints(args.seeds),
+        args.lr_span,
+        args.steps,
+        base,
+        _ints(args.lr_exps) or None,
     )
     todo = [t for t in plan if trial_id(t) not in done]
     if todo and not args.summary_only:
@@ -343,23 +358,28 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(todo)} trials to run ({len(plan) - len(todo)} of {len(plan)} done)", flush=True
         )
         with make_pool(args.jobs) as pool:
-            for name in variants:
-                mine = [t for t in todo if t["variant"] == name]
-                if not mine:
-                    continue
+            chunks: dict[tuple[str, int], list[dict[str, Any]]] = {}
+            for t in todo:  # one (variant, width) at a time, written as it finishes
+                chunks.setdefault((t["variant"], t["width"]), []).append(t)
+            for (name, width), mine in chunks.items():
                 t0 = time.perf_counter()
-                new = run_variant(mine, common, base, pool, args.jobs)
+                new = run_chunk(mine, common, base, pool, args.jobs)
                 with log.open("a") as f:
                     f.writelines(json.dumps(r) + "\n" for r in new)
                 rows += new
                 best = min((r["loss"] for r in new if r["loss"] is not None), default=math.nan)
                 print(
-                    f"{name}: {len(new)} trials in {time.perf_counter() - t0:.0f} s "
+                    f"{name} w{width}: {len(new)} trials in {time.perf_counter() - t0:.0f} s "
                     f"(best {_g4(best)}; total {time.perf_counter() - t_start:.0f} s)",
                     flush=True,
                 )
-    wanted = {trial_id(t) for t in plan}
-    rows = [r for r in rows if trial_id(r) in wanted]
+    keep = (set(variants), set(_ints(args.widths)), set(_ints(args.seeds)))
+    rows = [
+        r
+        for r in rows
+        if r["steps"] == args.steps
+        and (r["variant"], r["width"], r["seed"]) in itertools.product(*keep)
+    ]
     summ = summarise(rows, base)
     (out / "summary.json").write_text(json.dumps(summ, indent=2))
     print(table(summ))
