@@ -127,6 +127,7 @@ def test_summary_best_lr_delta_and_stand_in() -> None:
     assert ab.verdict(cells[("mup", 32)]) == "within noise"
     stand = cells[("mup_nheads", 32)]
     assert stand["stand_in"] and stand["best_mean"] == pytest.approx(2.55)
+    assert stand["delta_mup"] == pytest.approx(0.0)
     assert cells[("mup_nheads", 128)]["lr_best"] == 2.0**-6  # the diverged LR is not a best
     assert "base width 32: max |loss(μP) − loss(SP)| over 6 shared trials = 0" in ab.base_check(
         rows, BASE

@@ -177,7 +177,8 @@ def plan_trials(
 def summarise(rows: list[dict[str, Any]], base: int) -> list[dict[str, Any]]:
     """Per (variant, width): each seed's best over the LRs, their mean and sd; the LR of the
     seed-averaged curve's minimum (and whether it is on the grid's edge); the difference of
-    the mean best to SP's, with the combined seed sd ``sqrt(sd² + sd_sp²)`` as its noise.
+    the mean best to SP's, with the combined seed sd ``sqrt(sd² + sd_sp²)`` as its noise, and
+    to μP's shipped defaults (``mup``).
 
     A variant with ``base_as`` gets that variant's base-width trials as its own (marked
     ``stand_in``), if it has trials at other widths."""
@@ -217,6 +218,8 @@ def summarise(rows: list[dict[str, Any]], base: int) -> list[dict[str, Any]]:
             "stand_in": any(r.get("stand_in") for r in sub),
         }
     for (_, width), c in cells.items():
+        mu = cells.get(("mup", width))
+        c["delta_mup"] = c["best_mean"] - mu["best_mean"] if mu is not None else math.nan
         sp = cells.get(("sp", width))
         if sp is None:
             c["delta_sp"] = c["noise"] = math.nan
@@ -252,16 +255,26 @@ def _octave(lr: float) -> str:
 
 def table(summ: list[dict[str, Any]]) -> str:
     lines = [
-        "| variant | width | best loss (mean ± sd) | LR at best | Δ vs SP (± noise) | vs SP |",
-        "| --- | ---: | --- | --- | --- | --- |",
+        "| variant | width | best loss (mean ± sd) | LR at best | Δ vs SP (± noise) | vs SP "
+        "| Δ vs μP |",
+        "| --- | ---: | --- | --- | --- | --- | --- |",
     ]
     for c in summ:
         loss = f"{c['best_mean']:.4f} ± {_g4(c['best_sd'])}"
         if c["stand_in"]:
             loss += f" (= {VARIANTS[c['variant']].base_as})"
         lr = _octave(c["lr_best"]) + (" (edge)" if c["on_edge"] else "")
-        delta = "" if c["variant"] == "sp" else f"{c['delta_sp']:+.4f} ± {_g4(c['noise'])}"
-        lines.append(f"| {c['variant']} | {c['width']} | {loss} | {lr} | {delta} | {verdict(c)} |")
+        delta = (
+            f"{c['delta_sp']:+.4f} ± {_g4(c['noise'])}"
+            if c["variant"] != "sp" and math.isfinite(c["delta_sp"])
+            else ""
+        )
+        dmu = f"{c['delta_mup']:+.4f}" if c["variant"] not in ("sp", "mup") else ""
+        if not math.isfinite(c["delta_mup"]):
+            dmu = ""
+        lines.append(
+            f"| {c['variant']} | {c['width']} | {loss} | {lr} | {delta} | {verdict(c)} | {dmu} |"
+        )
     return "\n".join(lines)
 
 
