@@ -196,11 +196,13 @@ def summarise(rows: list[dict[str, Any]], base: int) -> list[dict[str, Any]]:
     cells: dict[tuple[str, int], dict[str, Any]] = {}
     for variant, width in sorted({(r["variant"], r["width"]) for r in rows}):
         sub = [r for r in rows if r["variant"] == variant and r["width"] == width]
-        bests = []
+        bests, best_lrs = [], []
         for seed in sorted({r["seed"] for r in sub}):
-            ok = [r["loss"] for r in sub if r["seed"] == seed and r["loss"] is not None]
+            ok = [r for r in sub if r["seed"] == seed and r["loss"] is not None]
             if ok:
-                bests.append(min(ok))
+                b = min(ok, key=lambda r: r["loss"])
+                bests.append(b["loss"])
+                best_lrs.append(b["lr"])
         by_lr: dict[float, list[float]] = {}
         for r in sub:
             by_lr.setdefault(r["lr"], []).append(math.inf if r["loss"] is None else r["loss"])
@@ -214,7 +216,9 @@ def summarise(rows: list[dict[str, Any]], base: int) -> list[dict[str, Any]]:
             "best_mean": statistics.fmean(bests) if bests else math.nan,
             "best_sd": statistics.stdev(bests) if len(bests) > 1 else math.nan,
             "lr_best": lr_best,
-            "on_edge": lr_best in (grid[0], grid[-1]) and math.isfinite(curve[lr_best]),
+            # the averaged curve's or any seed's best at an end of the grid: not bracketed
+            "on_edge": len(grid) > 1
+            and any(lr in (grid[0], grid[-1]) for lr in [lr_best, *best_lrs]),
             "stand_in": any(r.get("stand_in") for r in sub),
         }
     for (_, width), c in cells.items():
