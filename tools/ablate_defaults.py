@@ -259,9 +259,9 @@ def _octave(lr: float) -> str:
 
 def table(summ: list[dict[str, Any]]) -> str:
     lines = [
-        "| variant | width | best loss (mean ± sd) | LR at best | Δ vs SP (± noise) | vs SP "
-        "| Δ vs μP |",
-        "| --- | ---: | --- | --- | --- | --- | --- |",
+        "| variant | width | seeds | best loss (mean ± sd) | LR at best | Δ vs SP (± noise) "
+        "| vs SP | Δ vs μP |",
+        "| --- | ---: | ---: | --- | --- | --- | --- | --- |",
     ]
     for c in summ:
         loss = f"{c['best_mean']:.4f} ± {_g4(c['best_sd'])}"
@@ -277,7 +277,8 @@ def table(summ: list[dict[str, Any]]) -> str:
         if not math.isfinite(c["delta_mup"]):
             dmu = ""
         lines.append(
-            f"| {c['variant']} | {c['width']} | {loss} | {lr} | {delta} | {verdict(c)} | {dmu} |"
+            f"| {c['variant']} | {c['width']} | {c['seeds']} | {loss} | {lr} | {delta} "
+            f"| {verdict(c)} | {dmu} |"
         )
     return "\n".join(lines)
 
