@@ -172,7 +172,12 @@ def main() -> None:
     per_round = [
         u["wall_s"] / m["wall_s"] for m, u in zip(runs["muscale"], runs["mup"], strict=True)
     ]
-    print("per-round mup/muscale: " + ", ".join(f"{x:.2f}x" for x in per_round))
+    print(
+        "per-round mup/muscale: "
+        + ", ".join(f"{x:.2f}x" for x in per_round)
+        + f" (median {statistics.median(per_round):.2f}x; a round whose two runs saw different "
+        "loads gives a meaningless ratio, so read this beside the ratio of medians)"
+    )
 
 
 if __name__ == "__main__":
