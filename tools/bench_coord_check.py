@@ -7,14 +7,23 @@ subprocess (wall time, peak RSS via resource.getrusage). mup records only the le
 records at t = 1..nsteps *before* each step, so it gets nsteps = T + 1 to see the same
 t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
 
-    python tools/bench_coord_check.py            # the table
-    python tools/bench_coord_check.py --small    # quick smoke run (widths 64..256)
-    python tools/bench_coord_check.py --bf16     # add muscale with precision=bf16 (autocast)
+    python tools/bench_coord_check.py              # the table (3 interleaved rounds, medians)
+    python tools/bench_coord_check.py --small      # quick smoke run (widths 64..256)
+    python tools/bench_coord_check.py --to512      # widths 64..512
+    python tools/bench_coord_check.py --bf16       # add muscale with precision=bf16 (autocast)
+    python tools/bench_coord_check.py --repeats 5  # more rounds
+    python tools/bench_coord_check.py --threads 1  # OMP_NUM_THREADS for every contender
+
+Absolute times swing with the machine's load; only the ratio of medians within one run
+means anything, so the contenders run interleaved (the order rotating each round) and the
+1-minute load average before each run is printed beside it.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -113,6 +122,27 @@ def _child(name: str, widths: list[int]) -> None:
     print(json.dumps(res))
 
 
+def _run_child(name: str, widths: list[int], threads: int | None) -> dict:
+    env = dict(os.environ)
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    load = os.getloadavg()[0]
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", name, json.dumps(widths)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["load"] = load
+    return res
+
+
+def _arg(flag: str, default: int | None) -> int | None:
+    return int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else default
+
+
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         _child(sys.argv[2], json.loads(sys.argv[3]))
@@ -120,32 +150,34 @@ def main() -> None:
     widths = [64, 128, 256] if "--small" in sys.argv else WIDTHS
     if "--to512" in sys.argv:
         widths = [64, 128, 256, 512]
-    rows = {}
-    names = ("muscale", "muscale-bf16", "mup") if "--bf16" in sys.argv else ("muscale", "mup")
-    for name in names:
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", name, json.dumps(widths)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
-    m, u = rows["muscale"], rows["mup"]
+    repeats, threads = _arg("--repeats", 3) or 1, _arg("--threads", None)
+    names = ["muscale", "mup"] + (["muscale-bf16"] if "--bf16" in sys.argv else [])
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(repeats):  # interleaved, the order rotating each round
+        order = names[r % len(names) :] + names[: r % len(names)]
+        for name in order:
+            runs[name].append(_run_child(name, widths, threads))
     print(
         f"GPT coord check: widths {widths}, depth {DEPTH}, batch {BATCH}x{SEQ}, "
-        f"{STEPS} steps, {SEEDS} seeds, Adam lr {LR}, CPU"
+        f"{STEPS} steps, {SEEDS} seeds, Adam lr {LR}, CPU, "
+        f"{threads or 'default'} threads, {repeats} interleaved rounds"
     )
-    print("| contender | wall s | peak RSS MB | records |")
-    print("| --- | ---: | ---: | ---: |")
-    for name, r in rows.items():
-        print(f"| {name} | {r['wall_s']:.1f} | {r['maxrss_mb']:.0f} | {r['records']} |")
+    print("| contender | runs s (1-min load before each) | median s | peak RSS MB | mup / it |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    med = {n: statistics.median(r["wall_s"] for r in rs) for n, rs in runs.items()}
+    for name, rs in runs.items():
+        each = ", ".join(f"{r['wall_s']:.1f} ({r['load']:.1f})" for r in rs)
+        rss = max(r["maxrss_mb"] for r in rs)
+        print(f"| {name} | {each} | {med[name]:.1f} | {rss:.0f} | {med['mup'] / med[name]:.2f}x |")
+    per_round = [
+        u["wall_s"] / m["wall_s"] for m, u in zip(runs["muscale"], runs["mup"], strict=True)
+    ]
     print(
-        f"| ratio mup/muscale | {u['wall_s'] / m['wall_s']:.2f}x | "
-        f"{u['maxrss_mb'] / m['maxrss_mb']:.2f}x | |"
+        "per-round mup/muscale: "
+        + ", ".join(f"{x:.2f}x" for x in per_round)
+        + f" (median {statistics.median(per_round):.2f}x; a round whose two runs saw different "
+        "loads gives a meaningless ratio, so read this beside the ratio of medians)"
     )
-    if "muscale-bf16" in rows:
-        b = rows["muscale-bf16"]
-        print(f"| ratio mup/muscale-bf16 | {u['wall_s'] / b['wall_s']:.2f}x | | |")
 
 
 if __name__ == "__main__":
