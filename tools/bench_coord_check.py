@@ -13,6 +13,7 @@ t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
     python tools/bench_coord_check.py --bf16       # add muscale with precision=bf16 (autocast)
     python tools/bench_coord_check.py --repeats 5  # more rounds
     python tools/bench_coord_check.py --threads 1  # OMP_NUM_THREADS for every contender
+    python tools/bench_coord_check.py --default-batch  # both on the CLI's default batch, 2 x 16
 
 Absolute times swing with the machine's load; only the ratio of medians within one run
 means anything, so the contenders run interleaved (the order rotating each round) and the
@@ -109,9 +110,11 @@ def run_mup(widths: list[int]) -> dict:
     return {"wall_s": time.perf_counter() - t0, "records": len(df), "passed": None}
 
 
-def _child(name: str, widths: list[int]) -> None:
+def _child(name: str, widths: list[int], batch: int, seq: int) -> None:
     import resource
 
+    global BATCH, SEQ
+    BATCH, SEQ = batch, seq
     runs = {
         "muscale": run_muscale,
         "muscale-bf16": lambda w: run_muscale(w, "bf16"),
@@ -122,13 +125,13 @@ def _child(name: str, widths: list[int]) -> None:
     print(json.dumps(res))
 
 
-def _run_child(name: str, widths: list[int], threads: int | None) -> dict:
+def _run_child(name: str, widths: list[int], threads: int | None, batch: int, seq: int) -> dict:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     load = os.getloadavg()[0]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, json.dumps(widths)],
+        [sys.executable, __file__, "--child", name, json.dumps(widths), str(batch), str(seq)],
         capture_output=True,
         text=True,
         check=True,
@@ -145,20 +148,22 @@ def _arg(flag: str, default: int | None) -> int | None:
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        _child(sys.argv[2], json.loads(sys.argv[3]))
+        _child(sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
         return
     widths = [64, 128, 256] if "--small" in sys.argv else WIDTHS
     if "--to512" in sys.argv:
         widths = [64, 128, 256, 512]
     repeats, threads = _arg("--repeats", 3) or 1, _arg("--threads", None)
+    # --default-batch: the CLI's calibrated protocol (conf/coord_check.yaml: 2 x 16 tokens)
+    batch, seq = (2, 16) if "--default-batch" in sys.argv else (BATCH, SEQ)
     names = ["muscale", "mup"] + (["muscale-bf16"] if "--bf16" in sys.argv else [])
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(repeats):  # interleaved, the order rotating each round
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            runs[name].append(_run_child(name, widths, threads))
+            runs[name].append(_run_child(name, widths, threads, batch, seq))
     print(
-        f"GPT coord check: widths {widths}, depth {DEPTH}, batch {BATCH}x{SEQ}, "
+        f"GPT coord check: widths {widths}, depth {DEPTH}, batch {batch}x{seq}, "
         f"{STEPS} steps, {SEEDS} seeds, Adam lr {LR}, CPU, "
         f"{threads or 'default'} threads, {repeats} interleaved rounds"
     )

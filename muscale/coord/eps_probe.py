@@ -83,10 +83,9 @@ def measure(model: nn.Module, opt: torch.optim.Optimizer) -> dict[str, tuple[flo
             step = float(st.get("step", 0))
             if v is None or step < 1 or id(p) not in names:
                 continue
-            with torch.no_grad():
-                vv = v.detach().double().flatten()
-                seen = vv[vv > 0]
-                ms = float(seen.mean()) if seen.numel() else 0.0
+            with torch.no_grad():  # v >= 0: the sum over seen entries is the plain sum
+                n_seen = int(torch.count_nonzero(v))
+                ms = float(v.sum(dtype=torch.float64)) / n_seen if n_seen else 0.0
             bc2 = 1.0 - float(betas[1]) ** step
             out[names[id(p)]] = (float(eps), math.sqrt(ms / bc2))
     return out
