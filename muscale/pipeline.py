@@ -128,7 +128,9 @@ def settings(cfg: DictConfig) -> DictConfig:
         where = "search.space"
         for k in tuned:
             if k not in SWEEPABLE:
-                raise ConfigError(f"search.space.{k}", k, f"use lr or one of {', '.join(SWEEPABLE)}")
+                raise ConfigError(
+                    f"search.space.{k}", k, f"use lr or one of {', '.join(SWEEPABLE)}"
+                )
     for name in cfg.confirm.params:
         if name != "lr" and name not in tuned:
             raise ConfigError(
@@ -228,13 +230,17 @@ def joint_spec(
 
     s, c = cfg.search, cfg.confirm
     space = _space(cfg)
+    eta = int(s.eta)
+    # first rung ceil(steps / eta^2): rungs r, r*eta, steps (300 -> 34, 102, 300), never a
+    # rung just below the last (floor would give 33, 99, 297, 300)
+    min_steps = int(s.min_steps) if s.min_steps is not None else -(-int(cfg.proxy.steps) // eta**2)
     search = {
         "trials": int(s.trials),
         "width": min(int(w) for w in widths),
         "seed": int(s.seed),
         "batch": int(s.batch),
-        "min_steps": None if s.min_steps is None else int(s.min_steps),
-        "eta": int(s.eta),
+        "min_steps": min_steps,
+        "eta": eta,
     }
     confirm = {
         "enabled": False,  # the pipeline runs the confirmation as its own stage
@@ -594,11 +600,7 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
     ]
     store = Store(str(out / "sweeps.db"), create=False)
     # μP's LR curve at every width, at the searched multipliers
-    mup_recs = [
-        r
-        for r in store.records()
-        if r.hparams == best_hp and r.sweep in tune.sweeps
-    ]
+    mup_recs = [r for r in store.records() if r.hparams == best_hp and r.sweep in tune.sweeps]
     sp_recs = store.records("sp")
     fit_mup, fit_sp = fit_sweep(mup_recs), fit_sweep(sp_recs)
     (out / "fit.json").write_text(

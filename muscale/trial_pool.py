@@ -321,12 +321,13 @@ def run_sweep(
         """Done rows are read, live leases waited for, the rest submitted."""
         states = store.lease_states([t.key for t in trials], lease_s)
         for t in trials:
+            if states[t.key] != "leased":
+                waiting.pop(t.key, None)
             if states[t.key] == "done":
                 take_done(t)
             elif states[t.key] == "leased":
                 waiting[t.key] = t
             elif not stopping.asked:
-                waiting.pop(t.key, None)
                 run_dir = str(run_root / t.run_id)  # halving rungs resume in one directory
                 pending[pool.submit(_run_one, [*fixed, *t.overrides()], run_dir)] = t
 

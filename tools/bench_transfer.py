@@ -36,6 +36,7 @@ from omegaconf import OmegaConf
 
 from muscale.hydra_app import compose
 from muscale.pipeline import run_pipeline, run_stage, sweep_spec
+from muscale.sweep.config import SWEEPABLE
 from muscale.trial_pool import make_pool
 
 
@@ -110,11 +111,7 @@ def main() -> None:
         pipe = run_pipeline(cfg, pool)
         mup_lr = pipe.mup.tuned["optim.lr"]
         hp = {k: v for k, v in pipe.mup.tuned.items() if k != "optim.lr"}
-        short = {
-            "param.output_mult": "alpha_out",
-            "param.attn_mult": "alpha_attn",
-            "param.input_mult": "alpha_in",
-        }
+        short = {key: name for name, key in SWEEPABLE.items()}
         hp_params = {short[k]: [v] for k, v in hp.items()}
         # SP at the target: a direct LR sweep there, around its proxies' best LRs
         sp_lr0 = pipe.sp.tuned["optim.lr"]
