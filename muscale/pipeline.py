@@ -3,18 +3,21 @@
 Steps (each a library call; this module chains them and writes the summary):
 
 1. coordinate check of μP (optional);
-2. **search**: μP at the smallest proxy, the LR jointly with the base multipliers
-   (``search.params``, e.g. alpha_out; TP5 §4 tunes these at the proxy);
-3. **confirm**: at the other proxy widths, each of ``confirm.params`` swept around the
-   searched point with the others held there, so every tuned value gets a verdict across
-   width (holds / drifts / inconclusive) rather than one number from one width;
+2. **search**: μP at the smallest proxy, the LR jointly with the base hyperparameters, by
+   ``search.strategy``: ``asha`` (default), ``random``, ``tpe`` or ``cmaes`` over
+   ``search.space`` — the planners of :mod:`muscale.sweep.search`, every trial a store row —
+   or ``grid`` (``proxy.lrs`` x ``search.params``). TP5 §7.2 tunes these at the proxy;
+3. **confirm**: each of ``confirm.params`` swept around the searched point with the others
+   held there (``confirm.points`` values ``confirm.spacing`` octaves apart, ``confirm.seeds``;
+   at every proxy width, or for ``grid`` at the widths the search did not cover), so every
+   confirmed value gets a verdict across width (holds / drifts / inconclusive);
 4. **SP proxies**: the LR swept at every proxy width under SP (what a user does without μP);
 5. **transfer**: μP's tuned values written into a target config (``target_w<N>.yaml``, with
    provenance); SP's LR by its own proxies' fit (mean if its optimum holds, else its trend);
 6. **target runs**: both trained at the target width over ``target.seeds``.
 
 Tuning compute of each scheme is the sum over its proxy trials of CPU-seconds and training
-FLOPs (:mod:`muscale.trial_pool`).
+FLOPs (:mod:`muscale.trial_pool`), reported per stage.
 """
 
 from __future__ import annotations
@@ -777,10 +780,8 @@ def summary_markdown(r: PipelineResult) -> str:
     ]
     for v in r.verdicts:
         opt = ", ".join(f"{w}: {x:.3g}" for w, x in sorted(v.optima.items()))
-        lines.append(
-            f"| {v.param} | {v.kind} ({v.reason}) | {v.slope:+.3g} | "
-            f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g} | {opt} |"
-        )
+        ci = f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g}" if all(map(math.isfinite, v.ci)) else "none"
+        lines.append(f"| {v.param} | {v.kind} ({v.reason}) | {v.slope:+.3g} | {ci} | {opt} |")
     lines += [
         "",
         f"Where μP's tuning compute went (search strategy: {r.strategy}):",

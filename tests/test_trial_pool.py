@@ -26,7 +26,7 @@ class RecordingPool:
     def __init__(self, loss: float) -> None:
         self.loss, self.submitted = loss, []
 
-    def submit(self, fn, overrides, run_dir):  # noqa: ANN001
+    def submit(self, fn: object, overrides: list[str], run_dir: str) -> Future:
         self.submitted.append(run_dir)
         fut: Future = Future()
         fut.set_result({"loss": self.loss, "diverged": False, "cpu_s": 1.0, "flops": 2.0})
@@ -81,7 +81,7 @@ def test_a_live_lease_is_waited_for_not_run_twice(tmp_path) -> None:
     th.join()
     assert pool.submitted == []  # never run here
     assert time.perf_counter() - t0 >= 0.5  # it waited for the owner
-    trial, loss = out.losses[key]
+    _, loss = out.losses[key]
     assert loss == pytest.approx(store.get(key).loss)
     assert loss in (1.25, 1.5)  # the owner's result, not the pool's 9.0
     assert out.costs[key].reused

@@ -231,6 +231,7 @@ def main() -> None:
         "depth": depth,
         "targets": targets,
         "verdicts": pipe.to_json()["verdicts"],
+        "stages": pipe.stages,
         "pipeline_summary": str(pipe.out / "summary.md"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -268,6 +269,11 @@ def main() -> None:
             f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "
             f"regret {100 * depth['regret']:+.2f}%"
         )
+    stages = "; ".join(
+        f"{name} {c['cpu_s']:.4g} CPU-s ({c['trials']:.0f} trials)"
+        for name, c in pipe.stages.items()
+    )
+    print(f"tuning compute by stage ({pipe.strategy} search): {stages}")
     for v in pipe.verdicts:
         print(
             f"verdict {v.param}: {v.kind} (slope {v.slope:+.3g}, CI {v.ci[0]:+.3g}..{v.ci[1]:+.3g})"
