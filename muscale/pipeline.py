@@ -455,8 +455,9 @@ class Tuning:
 def _grid_tuning(
     cfg: DictConfig, out: Path, pool: Any, widths: list[int], stop: dict[str, Any]
 ) -> Tuning:
-    """``search.strategy=grid``: LR (``proxy.lrs``) x ``search.params`` at the smallest proxy,
-    then at the other widths each confirmed value around the searched point."""
+    """``search.strategy=grid``: LR (``proxy.lrs``) x ``search.params`` at the smallest proxy
+    with ``confirm.seeds`` (its curves are the smallest width's in the verdicts), then at the
+    other widths each confirmed value around the searched point."""
     from muscale.sweep.config import param_key
 
     w0, others = widths[0], widths[1:]
@@ -470,7 +471,7 @@ def _grid_tuning(
         scheme="mup",
         lrs=lrs,
         params=search_params,
-        seeds=list(cfg.search.seeds),
+        seeds=list(cfg.confirm.seeds),  # its LR curves at w0 are confirmed curves too
     )
     search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})", stop=stop)
     curve = _mean_curve(search, width=w0, match={})
