@@ -3,18 +3,21 @@
 Steps (each a library call; this module chains them and writes the summary):
 
 1. coordinate check of μP (optional);
-2. **search**: μP at the smallest proxy, the LR jointly with the base multipliers
-   (``search.params``, e.g. alpha_out; TP5 §4 tunes these at the proxy);
-3. **confirm**: at the other proxy widths, each of ``confirm.params`` swept around the
-   searched point with the others held there, so every tuned value gets a verdict across
-   width (holds / drifts / inconclusive) rather than one number from one width;
+2. **search**: μP at the smallest proxy, the LR jointly with the base hyperparameters, by
+   ``search.strategy``: ``asha`` (default), ``random``, ``tpe`` or ``cmaes`` over
+   ``search.space`` — the planners of :mod:`muscale.sweep.search`, every trial a store row —
+   or ``grid`` (``proxy.lrs`` x ``search.params``). TP5 §7.2 tunes these at the proxy;
+3. **confirm**: each of ``confirm.params`` swept around the searched point with the others
+   held there (``confirm.points`` values ``confirm.spacing`` octaves apart, ``confirm.seeds``;
+   at every proxy width, or for ``grid`` at the widths the search did not cover), so every
+   confirmed value gets a verdict across width (holds / drifts / inconclusive);
 4. **SP proxies**: the LR swept at every proxy width under SP (what a user does without μP);
 5. **transfer**: μP's tuned values written into a target config (``target_w<N>.yaml``, with
    provenance); SP's LR by its own proxies' fit (mean if its optimum holds, else its trend);
 6. **target runs**: both trained at the target width over ``target.seeds``.
 
 Tuning compute of each scheme is the sum over its proxy trials of CPU-seconds and training
-FLOPs (:mod:`muscale.trial_pool`).
+FLOPs (:mod:`muscale.trial_pool`), reported per stage.
 """
 
 from __future__ import annotations
@@ -79,6 +82,9 @@ class PipelineResult:
     verdicts: list[Verdict]
     target_config: Path
     timings: dict[str, float] = field(default_factory=dict)
+    #: stage -> {"cpu_s", "flops", "trials"}: where the tuning compute went
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    strategy: str = "grid"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,12 +97,24 @@ class PipelineResult:
             "verdicts": [asdict(v) for v in self.verdicts],
             "target_config": str(self.target_config),
             "timings": self.timings,
+            "stages": self.stages,
+            "strategy": self.strategy,
         }
 
 
+def _stage_cost(outcomes: list[Any]) -> dict[str, float]:
+    return {
+        "cpu_s": sum(o.cpu_s for o in outcomes),
+        "flops": sum(o.flops for o in outcomes),
+        "trials": sum(len(o.costs) for o in outcomes),
+    }
+
+
 def settings(cfg: DictConfig) -> DictConfig:
-    """The effective settings: ``quick_profile`` merged over the rest when quick."""
-    from muscale.errors import ConfigError
+    """The effective settings: ``quick_profile`` merged over the rest when quick; bad values
+    raise :class:`~muscale.errors.ConfigError` naming the field."""
+    from muscale.errors import ConfigError, check_choice
+    from muscale.sweep.config import SEARCH_STRATEGIES, SWEEPABLE
 
     if cfg.target.width < 8 * min(cfg.proxy.widths) and not cfg.pipeline.quick:
         raise ConfigError(
@@ -104,12 +122,29 @@ def settings(cfg: DictConfig) -> DictConfig:
             cfg.target.width,
             f"must be >= 8x the smallest proxy ({8 * min(cfg.proxy.widths)})",
         )
+    check_choice("search.strategy", cfg.search.strategy, ("grid", *SEARCH_STRATEGIES))
+    if cfg.search.strategy == "grid":
+        tuned = [k for k, v in cfg.search.params.items() if v is not None]
+        where = "search.params"
+    else:
+        tuned = [k for k, v in cfg.search.space.items() if v is not None and k != "lr"]
+        where = "search.space"
+        for k in tuned:
+            if k not in SWEEPABLE:
+                raise ConfigError(
+                    f"search.space.{k}", k, f"use lr or one of {', '.join(SWEEPABLE)}"
+                )
     for name in cfg.confirm.params:
-        if name != "lr" and name not in cfg.search.params:
+        if name != "lr" and name not in tuned:
             raise ConfigError(
                 "confirm.params",
                 name,
-                f"confirm lr or a searched value ({', '.join(cfg.search.params) or 'none'})",
+                f"confirm lr or a searched value ({where}: {', '.join(tuned) or 'none'})",
+            )
+        rng = cfg.search.space.get(name) if cfg.search.strategy != "grid" else None
+        if rng is not None and (not rng.get("log", True) or rng.get("int", False)):
+            raise ConfigError(
+                "confirm.params", name, "confirmation sweeps log-scale float ranges only"
             )
     if not cfg.pipeline.quick:
         return cfg
@@ -171,14 +206,112 @@ def sweep_spec(
     return sc, fixed
 
 
-def run_stage(cfg: DictConfig, out: Path, pool: Any, sc: Any, fixed: list[str], label: str) -> Any:
-    """Run one sweep in ``pool`` behind one progress line; return its outcome."""
+def _space(cfg: DictConfig) -> dict[str, dict[str, Any]]:
+    """``search.space`` as plain ranges (unset names dropped)."""
+    return {
+        str(k): dict(OmegaConf.to_container(v, resolve=True))  # type: ignore[arg-type]
+        for k, v in cfg.search.space.items()
+        if v is not None
+    }
+
+
+def _range_override(name: str, rng: dict[str, Any]) -> str:
+    body = ",".join(
+        f"{k}:{str(v).lower() if isinstance(v, bool) else v!r}" for k, v in sorted(rng.items())
+    )
+    return f"sweep.space.{name}={{{body}}}"
+
+
+def joint_spec(
+    cfg: DictConfig, out: Path, name: str, *, widths: list[int], seeds: list[int]
+) -> tuple[Any, list[str]]:
+    """A :class:`SweepConfig` of ``search.strategy`` over ``search.space`` (μP, the search
+    at the smallest of ``widths``) and the fixed overrides its trial jobs compose: the same
+    sweep keys, so the trial job records the same hyperparameters (and keys) as the planner.
+    Fixed overrides of a searched value are dropped (each trial sets its own)."""
+    from muscale.sweep.config import SweepConfig, space_key
+
+    s, c = cfg.search, cfg.confirm
+    space = _space(cfg)
+    eta = int(s.eta)
+    # first rung ceil(steps / eta^2): rungs r, r*eta, steps (300 -> 34, 102, 300), never a
+    # rung just below the last (floor would give 33, 99, 297, 300)
+    min_steps = int(s.min_steps) if s.min_steps is not None else -(-int(cfg.proxy.steps) // eta**2)
+    search = {
+        "trials": int(s.trials),
+        "width": min(int(w) for w in widths),
+        "seed": int(s.seed),
+        "batch": int(s.batch),
+        "min_steps": min_steps,
+        "eta": eta,
+    }
+    confirm = {
+        "enabled": False,  # the pipeline runs the confirmation as its own stage
+        "params": [str(p) for p in c.params],
+        "points": int(c.points),
+        "spacing": float(c.spacing),
+        "seeds": [int(x) for x in c.seeds],
+        "extend": int(c.extend),
+    }
+    sc = SweepConfig(
+        name=name,
+        widths=[int(w) for w in widths],
+        schemes=["mup"],
+        seeds=[int(x) for x in seeds],
+        strategy=str(s.strategy),
+        space=space,
+        search=search,
+        confirm=confirm,
+        store=str(out / "sweeps.db"),
+    )
+    searched = {space_key(k) + "=" for k in space}
+    fixed = [
+        *(o for o in _train_overrides(cfg) if not o.startswith(tuple(searched))),
+        f"sweep.name={name}",
+        f"sweep.store={sc.store}",
+        f"sweep.widths={_lst(sc.widths)}",
+        "sweep.schemes=[mup]",
+        f"sweep.seeds={_lst(sc.seeds)}",
+        f"sweep.strategy={sc.strategy}",
+        f"sweep.search.width={search['width']}",
+        *(_range_override(k, v) for k, v in sorted(space.items())),
+    ]
+    return sc, fixed
+
+
+def run_stage(
+    cfg: DictConfig,
+    out: Path,
+    pool: Any,
+    sc: Any,
+    fixed: list[str],
+    label: str,
+    *,
+    plan: Any = None,
+    stop: dict[str, Any] | None = None,
+) -> Any:
+    """Run one sweep in ``pool`` behind one progress line; return its outcome.
+
+    ``plan``: the planner to drive (default: the one of ``sc.strategy``); ``stop``: the
+    SIGTERM state of :func:`muscale.train.stop.forwarding_sigterm`."""
+    from muscale.sweep.strategy import fixed_overrides
     from muscale.trial_pool import Display, run_sweep
 
+    if plan is not None:  # what the strategy needs on every trial wins (eval at halving rungs)
+        for extra in fixed_overrides(plan):
+            fixed = [a for a in fixed if not a.startswith(extra.split("=", 1)[0] + "=")]
+            fixed = [*fixed, extra]
     display = Display(label, int(cfg.jobs), str(cfg.progress))
     try:
         return run_sweep(
-            sc, fixed, out / "trials" / sc.name, pool=pool, jobs=int(cfg.jobs), display=display
+            sc,
+            fixed,
+            out / "trials" / sc.name,
+            pool=pool,
+            jobs=int(cfg.jobs),
+            display=display,
+            planner_factory=None if plan is None else (lambda _cfg: plan),
+            stop=stop,
         )
     finally:
         display.close()
@@ -239,6 +372,16 @@ def verdict(param: str, points: dict[int, dict[int, dict[float, float]]], tol: f
             optima=optima,
             reason="fewer than 2 widths or 3 optima",
         )
+    if min(len(by_seed) for by_seed in points.values()) < 2:  # no seed spread at a width
+        fit = stats.linregress(xs, ys)
+        return Verdict(
+            param=param,
+            kind="inconclusive",
+            slope=float(fit.slope),
+            ci=(math.nan, math.nan),
+            optima=optima,
+            reason="one seed at a width: no interval without seed noise (confirm.seeds >= 2)",
+        )
     fit = stats.linregress(xs, ys)
     half = stats.t.ppf(0.975, len(xs) - 2) * fit.stderr if len(xs) > 2 else math.inf
     lo, hi = fit.slope - half, fit.slope + half
@@ -279,18 +422,140 @@ def run_pipeline(cfg: DictConfig, pool: Any = None) -> PipelineResult:
     """Run every step (see the module docstring) and write ``summary.md``/``summary.json``.
 
     ``pool``: a :func:`muscale.trial_pool.make_pool` to reuse (a benchmark running more
-    sweeps afterwards); by default one is made for this call.
+    sweeps afterwards); by default one is made for this call. A SIGTERM is forwarded to the
+    trial workers, which checkpoint and stop (their store rows re-runnable), and ends the
+    call with :class:`~muscale.train.stop.Stopped` (exit status 143); re-running the same
+    command resumes.
     """
+    from muscale.train.stop import forwarding_sigterm
     from muscale.trial_pool import make_pool
 
     cfg = settings(cfg)
-    if pool is not None:
-        return _pipeline(cfg, pool)
-    with make_pool(int(cfg.jobs)) as own:
-        return _pipeline(cfg, own)
+    stop: dict[str, Any] = {}
+    with forwarding_sigterm(stop):
+        if pool is not None:
+            return _pipeline(cfg, pool, stop)
+        with make_pool(int(cfg.jobs)) as own:
+            return _pipeline(cfg, own, stop)
 
 
-def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
+@dataclass(kw_only=True)
+class Tuning:
+    """What μP's search and confirmation found: the point, and the outcomes the verdicts,
+    fits and costs are read from."""
+
+    lr: float
+    hparams: dict[str, Any]  # config key -> searched value
+    search: Any  # SweepOutcome of the search stage
+    confirms: list[Any]  # SweepOutcomes of the confirmation stage(s)
+    curve_outcomes: list[Any]  # outcomes holding the per-width curves through the point
+    sweeps: tuple[str, ...]  # store sweeps holding μP's LR curves at the point
+
+
+def _grid_tuning(
+    cfg: DictConfig, out: Path, pool: Any, widths: list[int], stop: dict[str, Any]
+) -> Tuning:
+    """``search.strategy=grid``: LR (``proxy.lrs``) x ``search.params`` at the smallest proxy
+    with ``confirm.seeds`` (its curves are the smallest width's in the verdicts), then at the
+    other widths each confirmed value around the searched point."""
+    from muscale.sweep.config import param_key
+
+    w0, others = widths[0], widths[1:]
+    lrs = sorted(float(x) for x in cfg.proxy.lrs)
+    search_params = {k: list(v) for k, v in cfg.search.params.items() if v is not None}
+    sc, fixed = sweep_spec(
+        cfg,
+        out,
+        "mup_search",
+        widths=[w0],
+        scheme="mup",
+        lrs=lrs,
+        params=search_params,
+        seeds=list(cfg.confirm.seeds),  # its LR curves at w0 are confirmed curves too
+    )
+    search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})", stop=stop)
+    curve = _mean_curve(search, width=w0, match={})
+    (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
+    best_hp = dict(hp_items)  # config key -> value
+    short = {param_key(k): k for k in search_params}
+    confirms = []
+    n = int(cfg.confirm.points)
+    spacing = float(cfg.confirm.spacing)
+    for name in cfg.confirm.params:
+        if name == "lr":
+            c_lrs = [lr_best * 2.0 ** (spacing * (i - n // 2)) for i in range(n)]
+            c_params = {short[k]: [v] for k, v in best_hp.items()}
+        else:
+            key = param_key(name)
+            c_lrs = [lr_best]
+            values = list(search_params[name])
+            if "lr" in cfg.confirm.params:  # the searched point itself is in the LR confirmation
+                values = [v for v in values if v != best_hp[key]]
+            if not values:
+                continue
+            c_params = {short[k]: ([v] if k != key else values) for k, v in best_hp.items()}
+        sc, fixed = sweep_spec(
+            cfg,
+            out,
+            f"mup_confirm_{name}",
+            widths=others,
+            scheme="mup",
+            lrs=c_lrs,
+            params=c_params,
+            seeds=list(cfg.confirm.seeds),
+        )
+        label = f"μP confirm {name} (w{_lst(others)})"
+        confirms.append(run_stage(cfg, out, pool, sc, fixed, label, stop=stop))
+    return Tuning(
+        lr=lr_best,
+        hparams=best_hp,
+        search=search,
+        confirms=confirms,
+        curve_outcomes=[search, *confirms],
+        sweeps=("mup_search", "mup_confirm_lr"),
+    )
+
+
+def _joint_tuning(
+    cfg: DictConfig, out: Path, pool: Any, widths: list[int], stop: dict[str, Any]
+) -> Tuning:
+    """``search.strategy`` random | asha | tpe | cmaes: the planners of
+    :mod:`muscale.sweep.search` over ``search.space`` at the smallest proxy, then their
+    confirmation (:class:`muscale.sweep.search.Confirm`) at every proxy width, the smallest
+    included: each of ``confirm.params`` swept around the found point with ``confirm.seeds``
+    (curves whose best point is on the edge extended outward)."""
+    from muscale.errors import UserError
+    from muscale.sweep.config import space_key
+    from muscale.sweep.search import Confirm, SearchPlanner, best_point
+
+    w0 = widths[0]
+    steps = int(cfg.proxy.steps)
+    sc, fixed = joint_spec(cfg, out, "mup_search", widths=widths, seeds=list(cfg.search.seeds))
+    plan = SearchPlanner(sc, max_steps=steps)
+    label = f"μP {cfg.search.strategy} search (w{w0})"
+    search = run_stage(cfg, out, pool, sc, fixed, label, plan=plan, stop=stop)
+    found = best_point(plan.phases["mup"].scored(search.losses))
+    if found is None:
+        raise UserError(
+            f"every μP search trial at width {w0} diverged or failed; narrow search.space "
+            "(e.g. a lower search.space.lr.high)"
+        )
+    point = found[0]
+    sc, fixed = joint_spec(cfg, out, "mup_confirm", widths=widths, seeds=list(cfg.confirm.seeds))
+    confirm_plan = Confirm(sc, "mup", point)
+    label = f"μP confirm {','.join(confirm_plan.params)} (w{_lst(widths)})"
+    confirm = run_stage(cfg, out, pool, sc, fixed, label, plan=confirm_plan, stop=stop)
+    return Tuning(
+        lr=float(point["lr"]),
+        hparams={space_key(k): v for k, v in sorted(point.items()) if k != "lr"},
+        search=search,
+        confirms=[confirm],
+        curve_outcomes=[confirm],
+        sweeps=("mup_confirm",),
+    )
+
+
+def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResult:
     from muscale.sweep.config import param_key
     from muscale.sweep.optima import fit_sweep
     from muscale.sweep.store import Store
@@ -303,7 +568,6 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     OmegaConf.save(cfg, out / "pipeline.yaml")
     timings: dict[str, float] = {}
     widths = sorted(int(w) for w in cfg.proxy.widths)
-    w0, others = widths[0], widths[1:]
     lrs = sorted(float(x) for x in cfg.proxy.lrs)
 
     coord_passed = None
@@ -312,48 +576,18 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
         coord_passed = _coord_check(cfg, out / "coord_check")
         timings["coord_check"] = time.perf_counter() - t0
 
-    # 2. search: μP at the smallest proxy, LR x search.params
+    # 2-3. μP: search at the smallest proxy, confirm around the found point
     t0 = time.perf_counter()
-    search_params = {k: list(v) for k, v in cfg.search.params.items()}
-    sc, fixed = sweep_spec(
-        cfg, out, "mup_search", widths=[w0], scheme="mup", lrs=lrs, params=search_params
+    tune = (_grid_tuning if cfg.search.strategy == "grid" else _joint_tuning)(
+        cfg, out, pool, widths, stop
     )
-    search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})")
-    curve = _mean_curve(search, width=w0, match={})
-    (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
-    best_hp = dict(hp_items)  # config key -> value
-    timings["search"] = time.perf_counter() - t0
-
-    # 3. confirm at the other widths, one tuned value at a time
-    t0 = time.perf_counter()
-    short = {param_key(k): k for k in search_params}
-    confirms = []
-    for name in cfg.confirm.params:
-        if name == "lr":
-            n = int(cfg.confirm.lr_points)
-            c_lrs = [lr_best * 2.0 ** (i - n // 2) for i in range(n)]
-            c_params = {short[k]: [v] for k, v in best_hp.items()}
-        else:
-            key = param_key(name)
-            c_lrs = [lr_best]
-            values = list(search_params[name])
-            if "lr" in cfg.confirm.params:  # the searched point itself is in the LR confirmation
-                values = [v for v in values if v != best_hp[key]]
-            if not values:
-                continue
-            c_params = {short[k]: ([v] if k != key else values) for k, v in best_hp.items()}
-        sc, fixed = sweep_spec(
-            cfg, out, f"mup_confirm_{name}", widths=others, scheme="mup", lrs=c_lrs, params=c_params
-        )
-        confirms.append(
-            run_stage(cfg, out, pool, sc, fixed, f"μP confirm {name} (w{_lst(others)})")
-        )
-    timings["confirm"] = time.perf_counter() - t0
+    lr_best, best_hp = tune.lr, tune.hparams
+    timings["search+confirm"] = time.perf_counter() - t0
 
     # 4. SP: what a user does without μP, the LR swept at every proxy width
     t0 = time.perf_counter()
     sc, fixed = sweep_spec(cfg, out, "sp", widths=widths, scheme="sp", lrs=lrs, params={})
-    sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})")
+    sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})", stop=stop)
     timings["sp_sweep"] = time.perf_counter() - t0
 
     # 5. fits, verdicts, transfer
@@ -363,18 +597,14 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
     verdicts = [
         verdict(
             "lr" if n == "lr" else n,
-            _points([search, *confirms], None if n == "lr" else param_key(n), fixed_pt),
+            _points(tune.curve_outcomes, None if n == "lr" else param_key(n), fixed_pt),
             tol,
         )
         for n in cfg.confirm.params
     ]
     store = Store(str(out / "sweeps.db"), create=False)
     # μP's LR curve at every width, at the searched multipliers
-    mup_recs = [
-        r
-        for r in store.records()
-        if r.hparams == best_hp and r.sweep in ("mup_search", "mup_confirm_lr")
-    ]
+    mup_recs = [r for r in store.records() if r.hparams == best_hp and r.sweep in tune.sweeps]
     sp_recs = store.records("sp")
     fit_mup, fit_sp = fit_sweep(mup_recs), fit_sweep(sp_recs)
     (out / "fit.json").write_text(
@@ -432,11 +662,21 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
                 )
             )
     target_out = run_configs(
-        jobs, pool=pool, jobs=int(cfg.jobs), label=f"target w{tw}", progress=str(cfg.progress)
+        jobs,
+        pool=pool,
+        jobs=int(cfg.jobs),
+        label=f"target w{tw}",
+        progress=str(cfg.progress),
+        stop=stop,
     )
     timings["target_runs"] = time.perf_counter() - t0
 
-    mup_tuning = [search, *confirms]
+    mup_tuning = [tune.search, *tune.confirms]
+    stages = {
+        "μP search": _stage_cost([tune.search]),
+        "μP confirm": _stage_cost(tune.confirms),
+        "SP proxies": _stage_cost([sp_sweep]),
+    }
     mup = SchemeResult(
         scheme="mup",
         tuned={"optim.lr": float(tdict["optim"]["lr"]), **best_hp},
@@ -463,6 +703,8 @@ def _pipeline(cfg: DictConfig, pool: Any) -> PipelineResult:
         verdicts=verdicts,
         target_config=target_path,
         timings=timings,
+        stages=stages,
+        strategy=str(cfg.search.strategy),
     )
     (out / "summary.md").write_text(summary_markdown(result))
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))
@@ -539,10 +781,17 @@ def summary_markdown(r: PipelineResult) -> str:
     ]
     for v in r.verdicts:
         opt = ", ".join(f"{w}: {x:.3g}" for w, x in sorted(v.optima.items()))
-        lines.append(
-            f"| {v.param} | {v.kind} ({v.reason}) | {v.slope:+.3g} | "
-            f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g} | {opt} |"
-        )
+        ci = f"{v.ci[0]:+.3g}..{v.ci[1]:+.3g}" if all(map(math.isfinite, v.ci)) else "none"
+        lines.append(f"| {v.param} | {v.kind} ({v.reason}) | {v.slope:+.3g} | {ci} | {opt} |")
+    lines += [
+        "",
+        f"Where μP's tuning compute went (search strategy: {r.strategy}):",
+        "",
+        "| stage | trials | CPU-s | FLOPs |",
+        "| --- | --- | --- | --- |",
+    ]
+    for name, c in r.stages.items():
+        lines.append(f"| {name} | {c['trials']:.0f} | {c['cpu_s']:.4g} | {c['flops']:.3g} |")
     if r.coord_passed is not None:
         verdict_ = "passed" if r.coord_passed else "did not pass (coord_check/report.json)"
         lines += ["", f"Coordinate check (μP): {verdict_}."]

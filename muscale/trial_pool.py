@@ -94,20 +94,45 @@ def _run_one(overrides: list[str], run_dir: str) -> dict[str, Any]:
     from muscale.hydra_app import compose
 
     torch.set_num_threads(1)
-    cfg = compose("sweep", overrides)
-    rd = Path(run_dir)
-    before = _tokens_so_far(rd)
-    t0 = time.process_time()
-    out = run_trial(cfg, rd)
-    cpu = time.process_time() - t0
+    from muscale.train.stop import Stopped
+
+    _start_task()
+    try:
+        cfg = compose("sweep", overrides)
+        rd = Path(run_dir)
+        before = _tokens_so_far(rd)
+        t0 = time.process_time()
+        out = run_trial(cfg, rd)
+        cpu = time.process_time() - t0
+    except Stopped:
+        _WORKER["sigterm"] = True
+        raise
+    finally:
+        _WORKER["busy"] = False
+    if out.get("leased") or out.get("stopped"):
+        return out
     tokens = max(_tokens_so_far(rd) - before, 0)
     try:
         flops = trial_flops(cfg, tokens)
     except Exception:  # a family without a FLOP count: cost in CPU-seconds only
         flops = math.nan
     cost = {"cpu_s": cpu, "flops": flops}
-    (rd / "cost.json").write_text(json.dumps(cost))  # read back when the trial is reused
+    _save_cost(rd, str(cfg.sweep_trial), cost)  # read back when the trial is reused
     return {**out, **cost}
+
+
+#: per run directory, ``trial key -> {cpu_s, flops}`` (halving rungs share a directory)
+COSTS_FILE = "costs.json"
+
+
+def _save_cost(run_dir: Path, key: str, cost: dict[str, float]) -> None:
+    f = run_dir / COSTS_FILE
+    try:
+        saved = json.loads(f.read_text())
+    except (OSError, ValueError):
+        saved = {}
+    saved[key] = cost
+    f.write_text(json.dumps(saved))
 
 
 class Display:
@@ -166,10 +191,63 @@ class Display:
             print(f"{self.label}: {self.text()}", file=sys.stderr, flush=True)
 
 
+#: a worker's state: ``busy`` while it runs a trial (a SIGTERM then stops the trial; idle,
+#: it is only noted), ``sigterm`` once it was signalled (later queued tasks stop at once)
+_WORKER = {"busy": False, "sigterm": False}
+
+
+def _worker_sigterm(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM outside training (the trainer installs its own, which checkpoints):
+    a busy worker stops its trial (``run_trial`` marks the row failed, so it is re-runnable);
+    an idle one ignores it and is shut down by the parent, so the pool stays usable."""
+    from muscale.train.stop import Stopped
+
+    _WORKER["sigterm"] = True
+    if _WORKER["busy"]:
+        raise Stopped("trial stopped by SIGTERM before training")
+
+
+def _start_task() -> None:
+    """Enter a task in a worker; a worker signalled earlier starts nothing new."""
+    from muscale.train.stop import Stopped
+
+    if _WORKER["sigterm"]:
+        raise Stopped("worker was stopped by SIGTERM")
+    _WORKER["busy"] = True
+
+
+def _worker_init() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _worker_sigterm)
+
+
 def make_pool(jobs: int) -> ProcessPoolExecutor:
     """Worker processes for trials (spawned: no forked torch state); reuse one per pipeline,
     since each new worker pays torch's import time."""
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn"))
+    return ProcessPoolExecutor(
+        max_workers=jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init
+    )
+
+
+class _Stopping:
+    """Collects the outcome of a SIGTERM: ``state["signal"]`` is set by
+    :func:`muscale.train.stop.forwarding_sigterm` in the parent, which has already forwarded
+    the signal to the workers; the parent then waits for every running trial to checkpoint
+    and stop, and raises :class:`~muscale.train.stop.Stopped` (exit status 143)."""
+
+    def __init__(self, state: dict[str, Any] | None) -> None:
+        self.state = state if state is not None else {}
+
+    @property
+    def asked(self) -> bool:
+        return bool(self.state.get("signal"))
+
+    def finish(self, what: str) -> None:
+        from muscale.train.stop import Stopped
+
+        if self.asked:
+            raise Stopped(f"{what} stopped by SIGTERM; re-run the same command to resume")
 
 
 def run_sweep(
@@ -182,21 +260,35 @@ def run_sweep(
     display: Display | None = None,
     planner_factory: Callable[[Any], Any] | None = None,
     max_rounds: int = 100,
+    stop: dict[str, Any] | None = None,
+    poll_s: float | None = None,
 ) -> SweepOutcome:
     """Run the sweep ``sweep_cfg`` (a :class:`SweepConfig`) to completion.
 
     ``fixed``: overrides of ``conf/sweep.yaml`` applied to every trial (they must include the
     ``sweep.*`` keys that make the trial job see the same sweep). Finished trials in the store
-    are reused, so a killed pipeline re-run continues where it stopped.
+    are reused, so a killed pipeline re-run continues where it stopped. A trial whose row
+    holds a live lease of another process (a second pipeline on the same store, an array
+    job) is waited for, never run twice: its row is polled every ``poll_s`` seconds (default
+    ``lease_s / 10``, at most 2 s) until it is done (its loss is used) or its lease lapses
+    (then it is run here, resuming from its checkpoint).
+
+    ``stop``: the state dict of :func:`muscale.train.stop.forwarding_sigterm`; after a
+    SIGTERM no new trial starts, the running ones checkpoint and stop (their rows are marked
+    failed: re-runnable), and :class:`~muscale.train.stop.Stopped` is raised.
     """
     from muscale.sweep.store import Store
     from muscale.sweep.strategy import planner
+    from muscale.train.stop import Stopped
 
     plan = (planner_factory or planner)(sweep_cfg)
     store = Store(sweep_cfg.store)
-    done = {r.key: r for r in store.records(sweep_cfg.name)}
+    lease_s = float(sweep_cfg.lease_s)
+    poll = poll_s if poll_s is not None else min(2.0, lease_s / 10)
+    stopping = _Stopping(stop)
     result = SweepOutcome()
     pending: dict[Future, Trial] = {}
+    waiting: dict[str, Trial] = {}  # leased by another live owner
 
     def refresh() -> None:
         if display is None:
@@ -208,54 +300,87 @@ def run_sweep(
         display.update(
             done=len(result.losses),
             running=min(len(pending), jobs),
-            total=len(result.losses) + len(pending),
+            total=len(result.losses) + len(pending) + len(waiting),
             best=best,
         )
 
-    for _ in range(max_rounds):
-        trials = plan.next_round(result.losses)
-        if not trials:
-            break
+    def take_done(t: Trial) -> None:
+        rec = store.get(t.key)
+        assert rec is not None
+        loss = _loss_of(rec.loss, rec.diverged)
+        result.losses[t.key] = (t, loss)
+        result.costs[t.key] = TrialCost(
+            key=t.key,
+            width=t.width,
+            loss=loss,
+            reused=True,
+            **_saved_cost(run_root / t.run_id, t.key, rec.wall_time),
+        )
+
+    def dispatch(trials: list[Trial]) -> None:
+        """Done rows are read, live leases waited for, the rest submitted."""
+        states = store.lease_states([t.key for t in trials], lease_s)
         for t in trials:
-            rec = done.get(t.key)
-            if rec is not None:
-                loss = _loss_of(rec.loss, rec.diverged)
-                result.losses[t.key] = (t, loss)
-                result.costs[t.key] = TrialCost(
-                    key=t.key,
-                    width=t.width,
-                    loss=loss,
-                    reused=True,
-                    **_saved_cost(run_root / t.key, rec.wall_time),
-                )
-                continue
-            run_dir = str(run_root / t.key)
-            pending[pool.submit(_run_one, [*fixed, *t.overrides()], run_dir)] = t
+            if states[t.key] != "leased":
+                waiting.pop(t.key, None)
+            if states[t.key] == "done":
+                take_done(t)
+            elif states[t.key] == "leased":
+                waiting[t.key] = t
+            elif not stopping.asked:
+                run_dir = str(run_root / t.run_id)  # halving rungs resume in one directory
+                pending[pool.submit(_run_one, [*fixed, *t.overrides()], run_dir)] = t
+
+    for _ in range(max_rounds):
+        trials = [t for t in plan.next_round(result.losses) if t.key not in result.losses]
+        if not trials or stopping.asked:
+            break
+        dispatch(trials)
         refresh()
-        while pending:
-            finished, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        while pending or (waiting and not stopping.asked):
+            if waiting and not pending:
+                time.sleep(poll)
+            finished, _ = wait(
+                list(pending), timeout=poll if waiting else None, return_when=FIRST_COMPLETED
+            )
+            if stopping.asked:  # queued trials never start
+                for fut in pending:
+                    fut.cancel()
             for fut in finished:
                 t = pending.pop(fut)
                 try:
                     r = fut.result()
-                    loss = _loss_of(r.get("loss"), r.get("diverged", False))
-                    cost = TrialCost(
-                        key=t.key, width=t.width, loss=loss, cpu_s=r["cpu_s"], flops=r["flops"]
-                    )
+                except Stopped:  # the worker checkpointed and marked the row re-runnable
+                    continue
                 except Exception as exc:  # a failed trial counts as a failed point
-                    print(f"trial {t.key} failed: {exc}", file=sys.stderr)
-                    loss = math.inf
-                    cost = TrialCost(key=t.key, width=t.width, loss=loss, cpu_s=0.0, flops=0.0)
+                    if not stopping.asked:
+                        print(f"trial {t.key} failed: {exc}", file=sys.stderr)
+                        result.losses[t.key] = (t, math.inf)
+                        result.costs[t.key] = TrialCost(
+                            key=t.key, width=t.width, loss=math.inf, cpu_s=0.0, flops=0.0
+                        )
+                    continue
+                if r.get("leased"):  # another owner took it between our look and its claim
+                    waiting[t.key] = t
+                    continue
+                if r.get("stopped"):
+                    continue
+                loss = _loss_of(r.get("loss"), r.get("diverged", False))
                 result.losses[t.key] = (t, loss)
-                result.costs[t.key] = cost
+                result.costs[t.key] = TrialCost(
+                    key=t.key, width=t.width, loss=loss, cpu_s=r["cpu_s"], flops=r["flops"]
+                )
+            if waiting and not stopping.asked:
+                dispatch(list(waiting.values()))
             refresh()
+    stopping.finish(f"sweep {sweep_cfg.name}")
     return result
 
 
-def _saved_cost(run_dir: Path, wall_time: float | None) -> dict[str, float]:
+def _saved_cost(run_dir: Path, key: str, wall_time: float | None) -> dict[str, float]:
     """A reused trial's cost as its worker saved it (else its wall time, FLOPs unknown)."""
     try:
-        d = json.loads((run_dir / "cost.json").read_text())
+        d = json.loads((run_dir / COSTS_FILE).read_text())[key]
         return {"cpu_s": float(d["cpu_s"]), "flops": float(d["flops"])}
     except (OSError, ValueError, KeyError):
         return {"cpu_s": float(wall_time or 0.0), "flops": math.nan}
@@ -276,7 +401,16 @@ def _train_one(cfg: dict[str, Any], run_dir: str) -> dict[str, Any]:
 
     torch.set_num_threads(1)
     t0 = time.process_time()
-    res = run(OmegaConf.create(cfg), Path(run_dir))
+    from muscale.train.stop import Stopped
+
+    _start_task()
+    try:
+        res = run(OmegaConf.create(cfg), Path(run_dir))
+    finally:
+        _WORKER["busy"] = False
+    if res.stopped_by == "signal":
+        _WORKER["sigterm"] = True
+        raise Stopped(f"run {run_dir} stopped by SIGTERM at step {res.steps}")
     loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_eval_loss
     return {"loss": _loss_of(loss, res.diverged), "cpu_s": time.process_time() - t0}
 
@@ -288,8 +422,15 @@ def run_configs(
     jobs: int = 2,
     label: str = "runs",
     progress: str = "auto",
+    stop: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """Train ``(name, config, run_dir)`` runs in the pool; return each name's loss."""
+    """Train ``(name, config, run_dir)`` runs in the pool; return each name's loss.
+
+    ``stop``: as in :func:`run_sweep` (a SIGTERM stops every run at a checkpoint: re-run to
+    resume them)."""
+    from muscale.train.stop import Stopped
+
+    stopping = _Stopping(stop)
     display = Display(label, jobs, progress)
     out: dict[str, float] = {}
     try:
@@ -298,9 +439,18 @@ def run_configs(
         display.update(done=0, running=min(len(pending), jobs), total=len(runs), best={})
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            if stopping.asked:
+                for f in pending:
+                    f.cancel()
             for f in finished:
-                out[futs[f]] = f.result()["loss"]
+                if f.cancelled():
+                    continue
+                try:
+                    out[futs[f]] = f.result()["loss"]
+                except Stopped:
+                    continue
             display.update(done=len(out), running=min(len(pending), jobs), total=len(runs), best={})
     finally:
         display.close()
+    stopping.finish(label)
     return out

@@ -59,6 +59,8 @@ def test_quick_profile_and_the_8x_rule() -> None:
         settings(compose("pipeline", ["target.width=128"]))
     with pytest.raises(ConfigError, match=r"confirm\.params"):
         settings(compose("pipeline", ["confirm.params=[lr,alpha_attn]"]))
+    with pytest.raises(ConfigError, match=r"search\.strategy"):
+        settings(compose("pipeline", ["search.strategy=bayes"]))
 
 
 def test_cli_rejects_a_small_target_in_one_line(tmp_path) -> None:
@@ -85,6 +87,7 @@ def test_tiny_pipeline_end_to_end(tmp_path) -> None:
             "proxy.widths=[16,32]",
             "quick_profile.proxy.steps=8",
             "quick_profile.proxy.lrs=[0.004,0.016,0.064]",
+            "search.strategy=grid",
             "search.params.alpha_out=[0.5,2.0]",
             "target.width=64",
             "jobs=1",

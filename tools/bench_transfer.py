@@ -36,6 +36,7 @@ from omegaconf import OmegaConf
 
 from muscale.hydra_app import compose
 from muscale.pipeline import run_pipeline, run_stage, sweep_spec
+from muscale.sweep.config import SWEEPABLE
 from muscale.trial_pool import make_pool
 
 
@@ -110,11 +111,7 @@ def main() -> None:
         pipe = run_pipeline(cfg, pool)
         mup_lr = pipe.mup.tuned["optim.lr"]
         hp = {k: v for k, v in pipe.mup.tuned.items() if k != "optim.lr"}
-        short = {
-            "param.output_mult": "alpha_out",
-            "param.attn_mult": "alpha_attn",
-            "param.input_mult": "alpha_in",
-        }
+        short = {key: name for name, key in SWEEPABLE.items()}
         hp_params = {short[k]: [v] for k, v in hp.items()}
         # SP at the target: a direct LR sweep there, around its proxies' best LRs
         sp_lr0 = pipe.sp.tuned["optim.lr"]
@@ -234,6 +231,7 @@ def main() -> None:
         "depth": depth,
         "targets": targets,
         "verdicts": pipe.to_json()["verdicts"],
+        "stages": pipe.stages,
         "pipeline_summary": str(pipe.out / "summary.md"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
@@ -271,6 +269,11 @@ def main() -> None:
             f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "
             f"regret {100 * depth['regret']:+.2f}%"
         )
+    stages = "; ".join(
+        f"{name} {c['cpu_s']:.4g} CPU-s ({c['trials']:.0f} trials)"
+        for name, c in pipe.stages.items()
+    )
+    print(f"tuning compute by stage ({pipe.strategy} search): {stages}")
     for v in pipe.verdicts:
         print(
             f"verdict {v.param}: {v.kind} (slope {v.slope:+.3g}, CI {v.ci[0]:+.3g}..{v.ci[1]:+.3g})"

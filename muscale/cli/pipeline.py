@@ -8,14 +8,22 @@ from muscale.cli.common import check_format, compose, print_json
 def main(argv: list[str]) -> int:
     """Run the pipeline; print its summary table (or JSON with ``format=json``).
 
-    Exit status 0, or 1 when the coordinate check ran and did not pass.
+    Exit status 0, 1 when the coordinate check ran and did not pass, 143 when SIGTERM
+    stopped it (trials checkpointed; the same command resumes).
     """
+    import sys
+
     from muscale.pipeline import run_pipeline, settings
+    from muscale.train.stop import Stopped
 
     cfg = compose("pipeline", argv)
     fmt = check_format(cfg.format)
     settings(cfg)  # validate (one line, exit 2) before anything runs or is written
-    res = run_pipeline(cfg)
+    try:
+        res = run_pipeline(cfg)
+    except Stopped as exc:
+        sys.stderr.write(f"muscale pipeline: {exc.message}\n")
+        raise
     if fmt == "json":
         print_json(res.to_json())
     else:
