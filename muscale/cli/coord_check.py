@@ -126,7 +126,12 @@ def eps_table(ev, rows: int = 6):  # type: ignore[no-untyped-def]
         f"{ev.ratio_at:.4g}",
         cross(ev.crossing),
     )
-    for t in sorted(ev.tensors, key=lambda t: -t.ratio_at)[:rows]:
+    # a passing probe lists only tensors that still reach the threshold by the horizon (a
+    # note); otherwise the ones closest to it: the full table is in the JSON report
+    ranked = sorted(ev.tensors, key=lambda t: -t.ratio_at)
+    if ev.status == "pass":
+        ranked = [t for t in ranked if t.ratio_at >= ev.threshold]
+    for t in ranked[:rows]:
         table.add_row(
             t.tensor,
             f"{t.eps:.4g}",
