@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from muscale.sweep.driver import loss_of
 from muscale.sweep.job import run_trial
 from muscale.sweep.trial_spec import Trial
 
@@ -307,7 +308,7 @@ def run_sweep(
     def take_done(t: Trial) -> None:
         rec = store.get(t.key)
         assert rec is not None
-        loss = _loss_of(rec.loss, rec.diverged)
+        loss = loss_of(rec.loss, rec.diverged)
         result.losses[t.key] = (t, loss)
         result.costs[t.key] = TrialCost(
             key=t.key,
@@ -365,7 +366,7 @@ def run_sweep(
                     continue
                 if r.get("stopped"):
                     continue
-                loss = _loss_of(r.get("loss"), r.get("diverged", False))
+                loss = loss_of(r.get("loss"), r.get("diverged", False))
                 result.losses[t.key] = (t, loss)
                 result.costs[t.key] = TrialCost(
                     key=t.key, width=t.width, loss=loss, cpu_s=r["cpu_s"], flops=r["flops"]
@@ -384,12 +385,6 @@ def _saved_cost(run_dir: Path, key: str, wall_time: float | None) -> dict[str, f
         return {"cpu_s": float(d["cpu_s"]), "flops": float(d["flops"])}
     except (OSError, ValueError, KeyError):
         return {"cpu_s": float(wall_time or 0.0), "flops": math.nan}
-
-
-def _loss_of(loss: float | None, diverged: bool) -> float:
-    if diverged or loss is None or not math.isfinite(loss):
-        return math.inf
-    return float(loss)
 
 
 def _train_one(cfg: dict[str, Any], run_dir: str) -> dict[str, Any]:
@@ -412,7 +407,7 @@ def _train_one(cfg: dict[str, Any], run_dir: str) -> dict[str, Any]:
         _WORKER["sigterm"] = True
         raise Stopped(f"run {run_dir} stopped by SIGTERM at step {res.steps}")
     loss = res.best_eval_loss if res.best_eval_loss is not None else res.final_eval_loss
-    return {"loss": _loss_of(loss, res.diverged), "cpu_s": time.process_time() - t0}
+    return {"loss": loss_of(loss, res.diverged), "cpu_s": time.process_time() - t0}
 
 
 def run_configs(

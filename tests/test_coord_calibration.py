@@ -5,10 +5,7 @@ three-way verdict, the advice, the exit codes)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,13 +13,8 @@ import pytest
 from muscale.coord import report
 from muscale.coord.points import Point
 from muscale.coord.run import CoordData
+from tools import calibrate_coord_check as cal
 
-_spec = importlib.util.spec_from_file_location(
-    "calibrate_coord_check", Path(__file__).parents[1] / "tools" / "calibrate_coord_check.py"
-)
-cal = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-sys.modules[_spec.name] = cal  # dataclasses look their module up
-_spec.loader.exec_module(cal)  # type: ignore[union-attr]
 Case = cal.Case
 W = (64, 128, 256, 512)
 GW = (32, 64, 128, 256)

@@ -5,11 +5,8 @@ module; μP with ε scaled, microsoft/mup's MuAdam at its default ε = 1e-8 and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,13 +16,8 @@ from torch import nn
 from muscale.coord import eps_probe
 from muscale.coord.eps_probe import EpsData
 from muscale.errors import UserError
+from tools import calibrate_coord_check as cal
 
-_spec = importlib.util.spec_from_file_location(
-    "calibrate_coord_check", Path(__file__).parents[1] / "tools" / "calibrate_coord_check.py"
-)
-cal = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-sys.modules[_spec.name] = cal  # dataclasses look their module up
-_spec.loader.exec_module(cal)  # type: ignore[union-attr]
 Case = cal.Case
 W = (64, 128, 256, 512)
 GW = (32, 64, 128, 256)
