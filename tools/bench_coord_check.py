@@ -33,33 +33,35 @@ WIDTHS = [64, 128, 256, 512, 1024]
 STEPS, SEEDS, BATCH, SEQ, DEPTH, LR = 4, 3, 8, 64, 2, 0.01
 
 
-def _gpt_cfg(width: int):
+def _gpt_cfg(width: int, seq: int = SEQ):
     from muscale.models.configs import GPTConfig
 
-    return GPTConfig(width=width, depth=DEPTH, n_heads=4, vocab_size=256, seq_len=SEQ)
+    return GPTConfig(width=width, depth=DEPTH, n_heads=4, vocab_size=256, seq_len=seq)
 
 
-def run_muscale(widths: list[int], precision: str = "fp32") -> dict:
+def run_muscale(
+    widths: list[int], precision: str = "fp32", batch: int = BATCH, seq: int = SEQ
+) -> dict:
     from muscale.coord import check_from_configs
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
 
     t0 = time.perf_counter()
     rep = check_from_configs(
-        _gpt_cfg(64),
+        _gpt_cfg(64, seq),
         ParamConfig(scheme="mup", base_width=64),
         OptimConfig(name="adam", lr=LR),
         widths,
         steps=STEPS,
         seeds=SEEDS,
-        batch_size=BATCH,
-        seq_len=SEQ,
+        batch_size=batch,
+        seq_len=seq,
         precision=precision,
     )
     return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "status": rep.status}
 
 
-def run_mup(widths: list[int]) -> dict:
+def run_mup(widths: list[int], batch: int = BATCH, seq: int = SEQ) -> dict:
     import math
 
     import torch
@@ -70,7 +72,7 @@ def run_mup(widths: list[int]) -> dict:
     from muscale.models.gpt import GPT
 
     def build(width: int, init: bool = True):
-        cfg = _gpt_cfg(width)
+        cfg = _gpt_cfg(width, seq)
         d_h = width // cfg.n_heads
         # muP attention 1/d, equal to 1/sqrt(d) at the base head_dim (16)
         mults = {"input": 1.0, "output": 1.0, "branch": 1.0, "attn_scale": math.sqrt(16) / d_h}
@@ -91,7 +93,7 @@ def run_mup(widths: list[int]) -> dict:
 
         return f
 
-    x, y = synthetic_batch(_gpt_cfg(64), batch_size=BATCH, seq_len=SEQ)
+    x, y = synthetic_batch(_gpt_cfg(64, seq), batch_size=batch, seq_len=seq)
     loader = [(x, y.reshape(-1))]
     t0 = time.perf_counter()
     df = get_coord_data(
@@ -113,12 +115,10 @@ def run_mup(widths: list[int]) -> dict:
 def _child(name: str, widths: list[int], batch: int, seq: int) -> None:
     import resource
 
-    global BATCH, SEQ
-    BATCH, SEQ = batch, seq
     runs = {
-        "muscale": run_muscale,
-        "muscale-bf16": lambda w: run_muscale(w, "bf16"),
-        "mup": run_mup,
+        "muscale": lambda w: run_muscale(w, "fp32", batch, seq),
+        "muscale-bf16": lambda w: run_muscale(w, "bf16", batch, seq),
+        "mup": lambda w: run_mup(w, batch, seq),
     }
     res = runs[name](widths)
     res["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
