@@ -201,6 +201,8 @@ class _Job:
     steps: int
     axis: str
     precision: str
+    #: the batched path's memory order per stacked parameter, learnt at the first size
+    layout: dict[str, list[int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -271,7 +273,7 @@ def _size_batched(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun | s
     args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
     try:
         st, ls = batched.train_and_record(
-            models, opt, args, target, job.loss_fn, pts, job.steps, job.precision
+            models, opt, args, target, job.loss_fn, pts, job.steps, job.precision, job.layout
         )
     except batched.Unbatchable as exc:
         return exc.reason
