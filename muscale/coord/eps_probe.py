@@ -92,7 +92,10 @@ def measure(
                 v = v[seed]
             with torch.no_grad():  # v >= 0: the sum over seen entries is the plain sum
                 n_seen = int(torch.count_nonzero(v))
-                ms = float(v.sum(dtype=torch.float64)) / n_seen if n_seen else 0.0
+                # torch's cascade sum in (at least) float32: 1e-7 relative on 12M entries,
+                # 35x faster than in float64 (that was 7 % of a default check, one thread)
+                acc = torch.promote_types(v.dtype, torch.float32)
+                ms = float(v.sum(dtype=acc)) / n_seen if n_seen else 0.0
             bc2 = 1.0 - float(betas[1]) ** step
             out[names[id(p)]] = (float(eps), math.sqrt(ms / bc2))
     return out

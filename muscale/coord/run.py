@@ -293,7 +293,7 @@ def collect(
     points: PointsSpec = None,
     axis: str = "width",
     precision: str = "fp32",
-    batch_seeds: bool | None = None,
+    batch_seeds: bool = False,
 ) -> CoordData:
     """Train ``factory(size[, seed])`` for ``steps`` steps per size and seed; record stats.
 
@@ -302,12 +302,13 @@ def collect(
     ``0..seeds-1``: passed to a two-argument factory and set as torch's seed (in a forked
     RNG state, so the caller's global RNG is untouched) around building and training.
 
-    ``batch_seeds``: run each size's seeds as one ``vmap``-batched model
-    (:mod:`muscale.coord.batched`; same numbers to float rounding) — True to try it, False
-    for one model at a time, None (default) to let :func:`batch_seeds_default` choose. A
-    model or optimizer that cannot be batched runs sequentially either way;
-    ``meta["seed_batching"]`` says which path ran (``vmap``, ``sequential`` or ``mixed``)
-    and ``meta["seed_batching_reason"]`` why it was not ``vmap``.
+    ``batch_seeds=True`` runs each size's seeds as one ``vmap``-batched model
+    (:mod:`muscale.coord.batched`; the same numbers to float rounding); a model or
+    optimizer that cannot be batched then runs sequentially. ``meta["seed_batching"]`` says
+    which path ran (``vmap``, ``sequential`` or ``mixed``) and ``meta["seed_batching_reason"]``
+    why not ``vmap``. Off by default: on a CPU it was slower than one seed at a time (the
+    matmuls dominate and ``bmm`` is no faster than three ``mm``; it also holds all seeds'
+    models and Adam states at once, 2.5x the peak memory; docs/coord_check.md, "Speed").
     """
     validate(sizes, steps, seeds, axis)
     check_choice("precision", precision, PRECISIONS)
@@ -320,8 +321,7 @@ def collect(
     plans: list[Plan | None] = []
     opt_family: str | None = None
     eps_rows: list[dict[str, tuple[float, float]]] = []  # Adam's ε and √v̂ (eps_probe)
-    try_batch = batch_seeds_default(batch) if batch_seeds is None else bool(batch_seeds)
-    reason: str | None = None if try_batch else "batch_seeds=False"
+    reason: str | None = None if batch_seeds else "batch_seeds=False"
     paths: list[str] = []
     job = _Job(
         factory=factory,
@@ -377,11 +377,6 @@ def collect(
             "seed_batching_reason": reason,
         },
     )
-
-
-def batch_seeds_default(batch: Batch) -> bool:
-    """Whether ``collect`` batches the seeds when not told (``batch_seeds=None``)."""
-    return True
 
 
 def optimizer_family(opt: torch.optim.Optimizer) -> str:
