@@ -71,6 +71,29 @@ def test_gpt_batched_equals_sequential(name):
     _verdicts(b, s)
 
 
+@pytest.mark.parametrize(
+    ("kw", "axis", "sizes"),
+    [
+        ({"tie_embeddings": True, "pos": "learned", "mlp": "swiglu"}, "width", [32, 64]),
+        ({"norm": "layernorm", "bias": True}, "depth", [2, 4]),
+    ],
+    ids=["tied-learned-swiglu", "depth"],
+)
+def test_gpt_variants_batched_equal_sequential(kw, axis, sizes):
+    """A weight shared by two modules (functional_call keeps it tied), biases, and the depth
+    axis (new parameter names at every size)."""
+    mcfg = GPTConfig(width=32, depth=2, n_heads=4, vocab_size=64, seq_len=16, **kw)
+    extra = {"depth_alpha": 0.5} if axis == "depth" else {}
+    factory = config_factory(
+        mcfg, ParamConfig(scheme="mup", base_width=32, **extra), family="adam", axis=axis
+    )
+    batch = synthetic_batch(mcfg, batch_size=2, seq_len=16)
+    ocfg = OptimConfig(name="adamw", lr=0.02, weight_decay=0.1)
+    b, s = _both(factory, sizes, batch=batch, optimizer=ocfg, axis=axis)
+    assert b.meta["seed_batching"] == "vmap", b.meta["seed_batching_reason"]
+    _assert_same(b, s)
+
+
 def test_mlp_adamw_and_bf16_batched_equals_sequential():
     mcfg = MLPConfig(width=32, depth=2, in_dim=8, out_dim=5)
     factory = config_factory(mcfg, ParamConfig(scheme="mup", base_width=32))
@@ -127,6 +150,19 @@ class _ItemNet(_Net):
         return y * 2 if y.sum().item() > -1e9 else y  # data-dependent control flow
 
 
+class _ClippedAdam(torch.optim.Adam):
+    """A subclass with its own ``step`` (here: a global norm, not element-wise)."""
+
+    def step(self, closure=None):  # type: ignore[override]
+        params = [p for g in self.param_groups for p in g["params"] if p.grad is not None]
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        return super().step(closure)
+
+
+class _PlainAdam(torch.optim.Adam):
+    """A subclass that keeps Adam's step: still element-wise."""
+
+
 def _adamw(model: nn.Module) -> torch.optim.Optimizer:
     return torch.optim.AdamW(model.parameters(), lr=0.01, weight_decay=0.1)
 
@@ -155,8 +191,9 @@ def test_unused_parameter_gets_no_gradient_in_either_path():
             lambda m: torch.optim.RMSprop(m.parameters(), lr=0.01),
             "not an element-wise",
         ),
+        (lambda w: _Net(w), lambda m: _ClippedAdam(m.parameters(), lr=0.01), "not an element"),
     ],
-    ids=["batchnorm", "dropout", "item", "rmsprop"],
+    ids=["batchnorm", "dropout", "item", "rmsprop", "own-step"],
 )
 def test_unbatchable_falls_back_and_says_so(factory, optimizer, reason):
     b, s = _both(factory, [16, 32], batch=_BATCH, optimizer=optimizer, points=_POINTS)
@@ -175,6 +212,20 @@ def test_one_seed_runs_sequentially():
         points=_POINTS,
         seeds=1,
         steps=2,
+        batch_seeds=True,
     )
     assert d.meta["seed_batching"] == "sequential"
     assert d.meta["seed_batching_reason"] == "one seed"
+
+
+def test_sequential_is_the_default():
+    d = collect(lambda w: _Net(w), [16, 32], batch=_BATCH, optimizer=_adamw, points=_POINTS)
+    assert d.meta["seed_batching"] == "sequential"
+    assert d.meta["seed_batching_reason"] == "batch_seeds=False"
+
+
+def test_optimizer_subclass_that_keeps_the_step_is_batched():
+    opt = lambda m: _PlainAdam(m.parameters(), lr=0.01)  # noqa: E731
+    b, s = _both(lambda w: _Net(w), [16, 32], batch=_BATCH, optimizer=opt, points=_POINTS)
+    assert b.meta["seed_batching"] == "vmap"
+    _assert_same(b, s)

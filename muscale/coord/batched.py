@@ -60,8 +60,7 @@ def unbatchable(models: Sequence[nn.Module], opt: torch.optim.Optimizer) -> str 
     cannot run batched, or None when they can."""
     if len(models) < 2:
         return "one seed"
-    base = next((c for c in ELEMENTWISE if isinstance(opt, c)), None)
-    if base is None or type(opt).step is not base.step:
+    if not _elementwise(type(opt)):
         return f"{type(opt).__name__} is not an element-wise torch optimizer (Adam, AdamW, SGD)"
     template = models[0]
     own = {id(p) for p in template.parameters()}
@@ -78,6 +77,17 @@ def unbatchable(models: Sequence[nn.Module], opt: torch.optim.Optimizer) -> str 
             if getattr(mod, "parametrizations", None) is not None:
                 return f"{type(mod).__name__} has parametrizations"
     return None
+
+
+def _elementwise(cls: type) -> bool:
+    """One of :data:`ELEMENTWISE`, or a subclass that does not define its own ``step``
+    (compared by class dictionaries: torch wraps ``step`` on the class at construction)."""
+    for c in cls.__mro__:
+        if c in ELEMENTWISE:
+            return True
+        if "step" in vars(c):
+            return False
+    return False
 
 
 def _signature(model: nn.Module) -> list[tuple[str, tuple[int, ...], torch.dtype, str, bool]]:
