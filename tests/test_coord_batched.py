@@ -229,3 +229,43 @@ def test_optimizer_subclass_that_keeps_the_step_is_batched():
     b, s = _both(lambda w: _Net(w), [16, 32], batch=_BATCH, optimizer=opt, points=_POINTS)
     assert b.meta["seed_batching"] == "vmap"
     _assert_same(b, s)
+
+
+# --- the calibration subset through both paths (tests/test_coord_calibration.py's cases) ----
+
+
+def _calibration_cases():
+    from tools import calibrate_coord_check as cal
+
+    w, gw = (64, 128, 256, 512), (32, 64, 128, 256)
+    return [
+        cal.Case(model="mlp", optim="adam", sizes=w),
+        cal.Case(model="mlp", optim="sgd", sizes=w),
+        cal.Case(model="gpt", optim="adam", sizes=gw),
+        cal.Case(model="mup-gpt", optim="adam", sizes=gw),
+        cal.Case(model="mlp", optim="adam", sizes=w, bug="readout_no_1/m"),
+        cal.Case(model="mlp", optim="sgd", sizes=w, bug="hidden_lr_not/m"),
+        cal.Case(model="gpt", optim="adam", sizes=gw, bug="attn_1/sqrt(d)"),
+        cal.Case(model="mlp", optim="adam", sizes=w, scheme="sp"),
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", _calibration_cases(), ids=lambda c: c.name)
+def test_calibration_cases_same_verdict_both_paths(case):
+    """Correct models PASS and broken ones FAIL on the same module kinds, batched or not,
+    with the same ε-probe verdict."""
+    from tools import calibrate_coord_check as cal
+
+    if case.model.startswith("mup-"):
+        pytest.importorskip("mup")
+        factory, optimizer, batch, points = cal._mup_factory(case)
+    else:
+        (factory, optimizer, batch), points = cal._muscale_factory(case), None
+    kw = {"steps": case.steps, "seeds": case.seeds, "points": points, "axis": case.axis}
+    b, s = _both(factory, list(case.sizes), batch=batch, optimizer=optimizer, **kw)
+    assert b.meta["seed_batching"] == "vmap", b.meta["seed_batching_reason"]
+    rb, rs = cal.judge(case, b), cal.judge(case, s)
+    assert rb.status == rs.status == ("pass" if case.correct else "fail"), rb.verdict()
+    assert [x.status for x in rb.slopes] == [x.status for x in rs.slopes]
+    assert (rb.eps and rb.eps.status) == (rs.eps and rs.eps.status)
