@@ -6,9 +6,8 @@ in the sequential path (one forked RNG seeded per seed), their parameters and bu
 stacked along a new leading dimension of size ``S``, and every forward runs once for all
 seeds: ``vmap`` over ``functional_call`` on the first copy (the *template*). Because the
 seeds are independent, the gradient of :math:`\sum_s L_s` with respect to the stacked tensor
-is the stack of the per-seed gradients, so one ordinary ``backward`` gives every seed's
-gradient, in ``.grad`` of the template's own Parameter objects (``None`` where a parameter
-got none, as in the sequential path).
+is the stack of the per-seed gradients, so one ordinary reverse pass gives every seed's
+gradient (``None`` where a parameter got none, as in the sequential path).
 
 The optimizer is built on the template as in the sequential path, so its parameter groups
 (the plan's per-tensor LR, ε and weight decay, or those of a user's callable such as
@@ -23,6 +22,12 @@ BatchNorm's running statistics) raises :class:`Unbatchable` and the caller rerun
 sequentially. The statistics are never computed two different ways: :mod:`.record`'s
 :func:`~muscale.coord.record.level` and :func:`~muscale.coord.record.change` reduce the same
 hooked values, :math:`x_0` flowing out of the first forward and back in as an input.
+
+Speed: on a CPU this path was *slower* than one seed at a time at every width of the
+benchmark (``tools/bench_coord_check.py --seed-paths``; docs/coord_check.md, "Speed"): the
+matmuls dominate, ``bmm`` over the seeds is no faster than one ``mm`` per seed, and the
+per-op overhead it saves is a few percent at widths ≤ 256. It also holds every seed's model
+and optimizer state at once. So ``collect`` runs it only when asked (``batch_seeds=True``).
 """
 
 from __future__ import annotations
@@ -191,10 +196,15 @@ def train_and_record(
                 raise Unbatchable(f"vmap could not run the forward: {exc}") from exc
             if t == 0 and any(b._version != versions[n] for n, b in buffers.items()):
                 raise Unbatchable("the forward updates buffers in place (e.g. BatchNorm)")
+            if loss.shape != (s,):  # backward needs a scalar loss per seed: let it say so
+                raise Unbatchable(f"the loss has shape {tuple(loss.shape[1:])}, not a scalar")
             stats[:, :, t, 0], stats[:, :, t, 1] = lev.detach(), chg.detach()
             losses[:, t] = loss.detach()
             if t < steps:
-                grads = _gradients(loss, leaves)
+                try:
+                    grads = _gradients(loss, leaves)
+                except Exception as exc:
+                    raise Unbatchable(f"vmap could not run the backward: {exc}") from exc
                 if t == 0:
                     _adopt_grad_layout(params, grads, perms)
                 for name, g in grads.items():  # fused steps need them contiguous (see below)
@@ -236,7 +246,8 @@ def _adopt_grad_layout(
     for name, g in grads.items():
         if g is None or g.is_contiguous() or name in perms:
             continue  # (a layout learnt at an earlier size that no longer fits: copied)
-        perm = sorted(range(g.dim()), key=lambda d: -g.stride(d))
+        strides = g.stride()
+        perm = sorted(range(g.dim()), key=lambda d: -strides[d])
         if perm[0] != 0 or not g.permute(perm).is_contiguous():
             continue  # an order that moves the seed dimension: copied at every step
         p = params[name]
