@@ -200,12 +200,15 @@ def sweep_spec(
     lrs: list[float],
     params: dict[str, list[Any]],
     seeds: list[int] | None = None,
+    depths: list[int] | None = None,
 ) -> tuple[Any, list[str]]:
-    """A :class:`SweepConfig` and the fixed overrides its trial jobs compose."""
+    """A :class:`SweepConfig` and the fixed overrides its trial jobs compose (``depths``: a
+    depth sweep at the one width in ``widths``)."""
     from muscale.sweep.config import SweepConfig
 
     sc = SweepConfig(
         name=name,
+        depths=None if depths is None else [int(d) for d in depths],
         widths=[int(w) for w in widths],
         schemes=[scheme],
         seeds=[int(s) for s in (cfg.proxy.seeds if seeds is None else seeds)],
@@ -218,6 +221,7 @@ def sweep_spec(
         f"sweep.name={name}",
         f"sweep.store={sc.store}",
         f"sweep.widths={_lst(sc.widths)}",
+        *([] if sc.depths is None else [f"sweep.depths={_lst(sc.depths)}"]),
         f"sweep.schemes=[{scheme}]",
         f"sweep.seeds={_lst(sc.seeds)}",
         f"sweep.lrs={_lst(sc.lrs)}",
