@@ -28,7 +28,9 @@ ADAM = OptimConfig(name="adam", lr=0.01)
 
 def _mlp(scheme: str = "mup", optim: OptimConfig = ADAM, **mkw):
     cfg = dataclasses.replace(MLP, **mkw)
-    factory = config_factory(cfg, ParamConfig(scheme=scheme, base_width=32), family=optim.rule_family)
+    factory = config_factory(
+        cfg, ParamConfig(scheme=scheme, base_width=32), family=optim.rule_family
+    )
     return factory, {"batch": synthetic_batch(cfg, batch_size=16), "optimizer": optim}
 
 
@@ -133,7 +135,7 @@ def test_choose_follows_why():
 
 
 def test_validate_budget():
-    assert ext.validate(2, None, [64, 512]) == 4096
+    assert ext.validate(2, None, [64, 512]) == 1024  # one doubling by default
     assert ext.validate(0, 512, [64, 512]) == 512
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(UserError, match="extend="):

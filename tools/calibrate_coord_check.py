@@ -17,6 +17,11 @@ Adam epsilon not scaled where it matters, depth multipliers missing.
     python tools/calibrate_coord_check.py --full          # every setting (CPU hours)
     python tools/calibrate_coord_check.py --cache DIR     # reuse collected data between runs
     python tools/calibrate_coord_check.py --only mup-mlp  # cases whose name contains a string
+    python tools/calibrate_coord_check.py --extend 0      # judge the requested data only
+
+Every case is checked the way :func:`muscale.coord.coord_check` does it by default: an
+INCONCLUSIVE verdict adds data (the widest width doubled, or seeds) and judges again, up to
+``--extend`` rounds (:mod:`muscale.coord.extend`); the output says what each case added.
 
 The reduced matrix is what ``tests/test_coord_calibration.py`` runs (a smaller subset).
 """

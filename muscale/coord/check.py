@@ -62,7 +62,7 @@ def coord_check(
 
     ``extend``: when the verdict is INCONCLUSIVE, up to this many rounds that collect more
     data and judge all of it again — the widest width doubled (a slope drifting at finite
-    width) or more seeds (seed noise), never beyond ``max_size`` (default 8× the largest
+    width) or more seeds (seed noise), never beyond ``max_size`` (default 2× the largest
     size); ``0``: judge the requested data only. The FAIL level counts all ``extend + 1``
     looks (see :mod:`muscale.coord.extend`); ``report.extensions`` lists what was added.
     """

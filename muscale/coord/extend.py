@@ -49,8 +49,12 @@ from muscale.errors import UserError, check_positive_int
 
 #: default extension rounds (0: the unextended check)
 EXTEND = 2
-#: default cap on the largest size an extension adds, as a multiple of the largest requested
-MAX_SIZE_FACTOR = 8
+#: default cap on the largest size an extension adds, as a multiple of the largest requested:
+#: one doubling. A dense model's memory and step time grow like width², so the doubled width
+#: costs ~3x the whole requested check (widths n..N: Σ n² ≈ 1.33 N²) and 4x the widest model's
+#: memory; a second doubling would cost 12x and 16x (the calibration's depth-8 MLP at 4x
+#: its widest 4096 ran a 23 GB machine out of memory)
+MAX_SIZE_FACTOR = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,8 +85,10 @@ class Extension:
         if self.kind == "size":
             add = f"added {self.axis} {', '.join(map(str, self.added))}"
         else:
-            add = f"added seeds {self.added[0]}–{self.added[-1]}" if len(self.added) > 1 else (
-                f"added seed {self.added[0]}"
+            add = (
+                f"added seeds {self.added[0]}–{self.added[-1]}"
+                if len(self.added) > 1
+                else (f"added seed {self.added[0]}")
             )
         return (
             f"inconclusive at {self.axis}s {lo}–{hi} ({self.seeds} seed(s)) on {what}; "
@@ -105,7 +111,7 @@ def validate(extend: Any, max_size: Any, sizes: Sequence[int]) -> int:
     if max_size < largest:
         raise UserError(
             f"max_size={max_size!r}: must be at least the largest size requested ({largest}), "
-            "or null for the default (8x the largest)"
+            f"or null for the default ({MAX_SIZE_FACTOR}x the largest)"
         )
     return int(max_size)
 
@@ -233,9 +239,7 @@ def collect_more(
             **collect_kw,
         )
     run = sorted(set(sizes) | ({min(data.sizes)} if len(set(sizes)) < 2 else set()))
-    new = collect(
-        factory, run, seeds=data.seeds, steps=data.steps, axis=data.axis, **collect_kw
-    )
+    new = collect(factory, run, seeds=data.seeds, steps=data.steps, axis=data.axis, **collect_kw)
     return take_sizes(new, sizes)
 
 
@@ -267,7 +271,9 @@ def choose(rep: CoordReport, max_size: int) -> Plan | str:
     no_width = f"{name} {wider} would exceed max_size={max_size}"
     if any(not math.isfinite(s.se) for s in und):
         return Plan("seeds", max(3 - data.seeds, 1), "no seed spread to judge by")
-    outside = [s for s in und if s.lo is not None and not (s.lo <= s.slope <= s.hi)]
+    outside = [
+        s for s in und if s.lo is not None and s.hi is not None and not s.lo <= s.slope <= s.hi
+    ]
     eps_open = rep.eps is not None and rep.eps.status == "inconclusive"
     if outside or eps_open:
         why = (
@@ -309,8 +315,10 @@ def extend(
         und = [_label(s) for s in rep.undecided]
         if rep.eps is not None and rep.eps.status == "inconclusive":
             und.append("the Adam-ε probe")
-        added = [plan.new] if plan.kind == "size" else list(
-            range(rep.data.seeds, rep.data.seeds + plan.new)
+        added = (
+            [plan.new]
+            if plan.kind == "size"
+            else list(range(rep.data.seeds, rep.data.seeds + plan.new))
         )
         done.append(
             Extension(
