@@ -193,8 +193,8 @@ def test_inconclusive_correct_model_is_decided_by_a_wider_width():
     assert rep.data.sizes == [64, 128, 256, 512, 1024] and rep.looks == 3
     (round1,) = rep.extensions
     assert round1.kind == "size" and round1.added == [1024] and round1.status == "pass"
-    assert "hidden" not in round1.undecided  # module labels, e.g. 'blocks.1 change'
-    assert any(u.endswith(" change") for u in round1.undecided)
+    # module, statistic, slope and the nearer edge, e.g. 'blocks.1 change -0.25 (edge -0.3)'
+    assert any(" change -0.2" in u and u.endswith("(edge -0.3)") for u in round1.undecided)
     line = rep.to_json()["extension"]["summary"]
     assert line.startswith("Extended: inconclusive at widths 64–512 (2 seed(s)) on ")
     assert "added width 1024" in line and line.endswith("→ PASSED")

@@ -247,7 +247,11 @@ def collect_more(
 
 
 def _label(s: Slope) -> str:
-    return f"{s.module} {s.stat}"
+    """``blocks.1 change -0.25 (edge -0.3)``: the entry, its slope and the nearer band edge."""
+    if s.lo is None or s.hi is None or not math.isfinite(s.slope):
+        return f"{s.module} {s.stat}"
+    edge = s.lo if abs(s.slope - s.lo) < abs(s.slope - s.hi) else s.hi
+    return f"{s.module} {s.stat} {s.slope:+.2f} (edge {edge:+.2g})"
 
 
 @dataclass(frozen=True)
