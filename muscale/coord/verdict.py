@@ -29,9 +29,11 @@ above by 0, so their upper edge is tight (+0.05) and their lower edge loose.
 
 * PASS when the 90 % interval lies inside the band (two one-sided tests at 5 %, the
   equivalence test of Schuirmann 1987);
-* FAIL when the interval at the family-wise level (Bonferroni over every judged entry, so
-  a correct model is FAILED with probability < 5 % overall) lies entirely outside it;
-* INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide.
+* FAIL when the interval at the family-wise level (Bonferroni over every judged entry, and
+  over every look a check may take, so a correct model is FAILED with probability < 5 %
+  overall) lies entirely outside it;
+* INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide,
+  and :mod:`muscale.coord.extend` collects them itself within a budget (``extend`` rounds).
 
 **Adam's ε** (width mode, ``expect="mup"``, optimizers with a second moment): the slopes above
 cannot see an unscaled ε until it dominates the update, usually far above the checked widths,
