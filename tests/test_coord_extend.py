@@ -135,7 +135,7 @@ def test_choose_follows_why():
 
 
 def test_validate_budget():
-    assert ext.validate(2, None, [64, 512]) == 1024  # one doubling by default
+    assert ext.validate(2, None, [64, 512]) == 2048  # two doublings by default
     assert ext.validate(0, 512, [64, 512]) == 512
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(UserError, match="extend="):
@@ -232,3 +232,16 @@ def test_cli_prints_the_extension_and_rejects_bad_budgets(tmp_path, capsys):
         assert cli([*common, "widths=[64,128,256,512]", bad, f"out={tmp_path}"]) == 2
         err = capsys.readouterr().err.strip()
         assert "\n" not in err and bad.split("=")[0] + "=" in err, err
+
+
+def test_memory_guard_refuses_a_width_that_cannot_fit():
+    """A width whose weights, gradients and Adam moments exceed half the free memory is
+    refused with the numbers (the calibration's depth-8 MLP doubled twice from 4096 ran a
+    23 GB machine out of memory); the MLP at twice its width fits."""
+    factory, kw = _mlp()
+    data = collect(factory, [32, 64], steps=1, seeds=1, **kw)
+    assert ext.memory_note(factory, data, 128) is None
+    note = ext.memory_note(factory, data, 2**24)  # ~2^40 weights
+    assert note is not None and note.startswith("width 16777216 would need") and "GiB" in note
+    outside = report(_data([0.33, 0.39, 0.24], 3), expect="mup")
+    assert ext.choose(outside, 4096, fits=lambda n: f"no room for {n}") == "no room for 1024"

@@ -297,6 +297,7 @@ def check_case(case: Case, cache: Path | None = None, *, extend: int = extension
         judge=lambda d: judge(case, d, looks=extend + 1),
         rounds=extend,
         max_size=cap,
+        fits=lambda d, n: extension.memory_note(factory, d, n),
     )
 
 

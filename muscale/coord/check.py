@@ -62,9 +62,10 @@ def coord_check(
 
     ``extend``: when the verdict is INCONCLUSIVE, up to this many rounds that collect more
     data and judge all of it again — the widest width doubled (a slope drifting at finite
-    width) or more seeds (seed noise), never beyond ``max_size`` (default 2× the largest
-    size); ``0``: judge the requested data only. The FAIL level counts all ``extend + 1``
-    looks (see :mod:`muscale.coord.extend`); ``report.extensions`` lists what was added.
+    width) or more seeds (seed noise), never beyond ``max_size`` (default 4× the largest
+    size) nor a size whose training would not fit in memory; ``0``: judge the requested
+    data only. The FAIL level counts all ``extend + 1`` looks (see
+    :mod:`muscale.coord.extend`); ``report.extensions`` lists what was added.
     """
     cap = extend_mod.validate(extend, max_size, sizes)
     kw: dict[str, Any] = {
@@ -84,7 +85,12 @@ def coord_check(
             return extend_mod.collect_more(factory, d, sizes=[plan.new], **kw)
         return extend_mod.collect_more(factory, d, seeds=plan.new, **kw)
 
-    return extend_mod.extend(judge(data), more=more, judge=judge, rounds=extend, max_size=cap)
+    def fits(d: CoordData, size: int) -> str | None:
+        return extend_mod.memory_note(factory, d, size)
+
+    return extend_mod.extend(
+        judge(data), more=more, judge=judge, rounds=extend, max_size=cap, fits=fits
+    )
 
 
 def save(rep: CoordReport, out: str | Path, *, plot: bool = True) -> dict[str, Path]:

@@ -19,6 +19,9 @@ Which data decide it depends on why it straddles:
   One seed over two widths has no spread estimate: seeds (3 in all).
 * The Adam-ε probe's extrapolation narrows with the width span: widths.
 
+**Budget**: ``extend`` rounds, no size above ``max_size`` (default :data:`MAX_SIZE_FACTOR` ×
+the largest requested) and none whose training would not fit in memory (:func:`memory_note`).
+
 Data already collected are kept: a round runs only the new width (every seed) or only the
 new seeds (every width) and :func:`merge` joins them; the verdict is always on all data.
 
@@ -33,6 +36,7 @@ slope moves away from the band as widths grow, and the calibration measures its 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -43,18 +47,20 @@ import numpy as np
 import torch
 
 from muscale.coord.eps_probe import EpsData
-from muscale.coord.run import CoordData, Factory, _n_params, collect
+from muscale.coord.run import CoordData, Factory, _build, _n_params, collect
 from muscale.coord.verdict import CoordReport, Slope, needs
 from muscale.errors import UserError, check_positive_int
 
 #: default extension rounds (0: the unextended check)
 EXTEND = 2
-#: default cap on the largest size an extension adds, as a multiple of the largest requested:
-#: one doubling. A dense model's memory and step time grow like width², so the doubled width
-#: costs ~3x the whole requested check (widths n..N: Σ n² ≈ 1.33 N²) and 4x the widest model's
-#: memory; a second doubling would cost 12x and 16x (the calibration's depth-8 MLP at 4x
-#: its widest 4096 ran a 23 GB machine out of memory)
-MAX_SIZE_FACTOR = 2
+#: default cap on the largest size an extension adds, as a multiple of the largest requested
+#: (two doublings, the default rounds). A dense model's step time and memory grow like
+#: width², so the first doubling costs ~3x the whole requested check (widths n..N:
+#: Σ n² ≈ 1.33 N²) and the second ~12x; memory is guarded separately (:func:`memory_note`)
+MAX_SIZE_FACTOR = 4
+#: a new size is refused when its weights, gradients and two optimizer moments would take
+#: more than this fraction of the device's free memory (the rest: activations, other jobs)
+MEMORY_FRACTION = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -264,15 +270,50 @@ class Plan:
     reason: str
 
 
-def choose(rep: CoordReport, max_size: int) -> Plan | str:
+def memory_note(factory: Factory, data: CoordData, size: int) -> str | None:
+    """None when training a model of ``size`` should fit; else a sentence with the numbers.
+
+    Builds the widest model already run (no training) to count its parameter bytes, scales
+    them to ``size`` (like size² in width: dense matrices; like size in depth) and counts
+    weights, gradients and two optimizer moments (Adam's; SGD needs less), against
+    :data:`MEMORY_FRACTION` of the device's free memory (CUDA: free on the GPU; CPU:
+    ``MemAvailable``). Without that guard the calibration's depth-8 MLP, doubled twice from
+    width 4096, ran a 23 GB machine out of memory."""
+    from muscale.train.memory import available_bytes
+
+    widest = max(data.sizes)
+    with torch.random.fork_rng(devices=[]):
+        model, _ = _build(factory, widest, 0)
+    params = list(model.parameters())
+    nbytes = sum(p.numel() * p.element_size() for p in params)
+    device = str(params[0].device) if params else "cpu"
+    del model, params
+    power = 2 if data.axis == "width" else 1
+    need = 4 * nbytes * (size / widest) ** power
+    free = available_bytes(device)
+    if free is None or need <= MEMORY_FRACTION * free:
+        return None
+    return (
+        f"{data.axis} {size} would need ≈ {need / 2**30:.3g} GiB for weights, gradients and "
+        f"optimizer moments, more than {MEMORY_FRACTION:.0%} of the {free / 2**30:.3g} GiB "
+        f"free on {device}"
+    )
+
+
+def choose(
+    rep: CoordReport, max_size: int, fits: Callable[[int], str | None] | None = None
+) -> Plan | str:
     """The round that follows from why ``rep`` is INCONCLUSIVE (module docstring), or a
-    sentence saying why none can run within ``max_size``."""
+    sentence saying why none can run within ``max_size`` (and ``fits(size)``: None when a
+    model of that size fits in memory, else why not)."""
     data, und = rep.data, rep.undecided
     name = data.axis
     seeds_needed, _ = needs(und, data)
     wider = 2 * max(data.sizes)
-    can_widen = wider <= max_size
-    no_width = f"{name} {wider} would exceed max_size={max_size}"
+    no_width = f"{name} {wider} would exceed max_size={max_size}" if wider > max_size else None
+    if no_width is None and fits is not None:
+        no_width = fits(wider)
+    can_widen = no_width is None
     if any(not math.isfinite(s.se) for s in und):
         return Plan("seeds", max(3 - data.seeds, 1), "no seed spread to judge by")
     outside = [
@@ -286,7 +327,7 @@ def choose(rep: CoordReport, max_size: int) -> Plan | str:
             if outside
             else "the ε probe's extrapolation"
         )
-        return Plan("size", wider, why) if can_widen else no_width
+        return Plan("size", wider, why) if can_widen else str(no_width)
     cap = max(2 * data.seeds, 3)
     if seeds_needed <= cap:
         return Plan("seeds", seeds_needed - data.seeds, "seed noise")
@@ -302,13 +343,15 @@ def extend(
     judge: Callable[[CoordData], CoordReport],
     rounds: int,
     max_size: int,
+    fits: Callable[[CoordData, int], str | None] | None = None,
 ) -> CoordReport:
     """Up to ``rounds`` rounds while ``rep`` is INCONCLUSIVE: choose what to add, collect it
-    with ``more(data, plan)``, merge, and ``judge`` all data. The returned report lists the
-    rounds (``extensions``) and, when the budget stopped it, says so in its notes."""
+    with ``more(data, plan)``, merge, and ``judge`` all data. ``fits(data, size)``: None
+    when a model of ``size`` fits in memory (:func:`memory_note`). The returned report lists
+    the rounds (``extensions``) and, when the budget stopped it, says so in its notes."""
     done: list[Extension] = []
     while rep.status == "inconclusive" and len(done) < rounds:
-        plan = choose(rep, max_size)
+        plan = choose(rep, max_size, None if fits is None else functools.partial(fits, rep.data))
         if isinstance(plan, str):
             rep.notes.append(f"Not extended further: {plan}.")
             break
