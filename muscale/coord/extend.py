@@ -150,8 +150,9 @@ def _cat_eps(a: EpsData | None, b: EpsData | None, axis: int) -> EpsData | None:
 def merge(a: CoordData, b: CoordData) -> CoordData:
     """One :class:`CoordData` from two runs of the same check: new sizes (same seeds) are
     joined along the size axis, sorted; new seeds (same sizes) along the seed axis, after
-    ``a``'s. For models that are a deterministic function of (size, seed) the result equals
-    a single :func:`collect` over all of them (``tests/test_coord_extend.py``)."""
+    ``a``'s (``b``'s seeds must be new ones: :func:`collect_more` shifts them). For models
+    that are a deterministic function of (size, seed) the result equals a single
+    :func:`collect` over all of them (``tests/test_coord_extend.py``)."""
     _same(a, b)
     if a.seeds == b.seeds and not set(a.sizes) & set(b.sizes):
         order = np.argsort(a.sizes + b.sizes, kind="stable")
@@ -191,7 +192,8 @@ def merge(a: CoordData, b: CoordData) -> CoordData:
 
 def take_sizes(data: CoordData, sizes: Sequence[int]) -> CoordData:
     """The part of ``data`` at ``sizes`` (in ``data``'s order)."""
-    idx = [i for i, s in enumerate(data.sizes) if s in set(sizes)]
+    keep = set(sizes)
+    idx = [i for i, s in enumerate(data.sizes) if s in keep]
     eps = data.meta.get("eps")
     if eps is not None:
         eps = EpsData(names=list(eps.names), eps=eps.eps[idx], rms=eps.rms[idx])
@@ -235,6 +237,8 @@ def collect_more(
     :func:`collect` fits nothing but wants two different sizes; a single new size is
     collected together with ``data``'s smallest, which is then dropped (it costs about
     (smallest/new)² of the new size's work)."""
+    if bool(seeds) == bool(sizes):
+        raise UserError(f"collect_more: pass new sizes or new seeds, got {sizes=} and {seeds=}")
     if seeds:
         return collect(
             shifted_seeds(factory, data.seeds),
