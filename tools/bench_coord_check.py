@@ -57,6 +57,7 @@ def run_muscale(
         batch_size=batch,
         seq_len=seq,
         precision=precision,
+        extend=0,  # equal work with mup: no extension rounds (muscale.coord.extend)
     )
     return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "status": rep.status}
 
