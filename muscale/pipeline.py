@@ -31,26 +31,42 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 
 @dataclass(kw_only=True)
 class Verdict:
-    """Does a tuned value's optimum hold across proxy widths?
+    """Does a tuned value's optimum hold across proxy widths? A summary row of the
+    :class:`muscale.sweep.optima.ParamFit` that ``muscale fit`` computes from the same store
+    (one implementation, one rule set: :data:`muscale.sweep.optima.VERDICT_RULES`).
 
-    ``slope``: log2(optimum) per width doubling (least squares over per-seed optima) with a
-    95% t-interval ``ci``; ``kind``: ``holds`` when the whole interval lies within ±tol,
-    ``drifts`` when it lies entirely outside, ``inconclusive`` otherwise or when an optimum
-    sits on the edge of what was tried (the true optimum may be beyond it).
+    ``slope``: log2(optimum) per width doubling with its 95% interval ``ci``; ``kind``:
+    ``holds`` when the whole interval lies within ±tol, ``drifts`` when it lies entirely
+    outside, ``inconclusive`` otherwise, or when an optimum sits on the edge of what was
+    tried, or with one seed (no interval); ``next``: what would decide it.
     """
 
     param: str
     kind: str
     slope: float
     ci: tuple[float, float]
-    optima: dict[int, float]  # width -> optimum (mean over seeds, geometric)
+    optima: dict[int, float]  # width -> optimum
     reason: str = ""
+    next: str = ""
+
+    @classmethod
+    def of(cls, pf: Any) -> Verdict:
+        """The summary row of a :class:`~muscale.sweep.optima.ParamFit`."""
+        t = pf.trend
+        return cls(
+            param=pf.param,
+            kind=pf.verdict.kind,
+            slope=float(t.slope) if t is not None else math.nan,
+            ci=(float(t.ci[0]), float(t.ci[1])) if t is not None else (math.nan, math.nan),
+            optima={int(o.scale_value): float(o.value) for o in pf.optima},
+            reason=pf.verdict.reason,
+            next=pf.verdict.next,
+        )
 
 
 @dataclass(kw_only=True)
@@ -85,6 +101,9 @@ class PipelineResult:
     #: stage -> {"cpu_s", "flops", "trials"}: where the tuning compute went
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     strategy: str = "grid"
+    #: the search's point at the smallest proxy ("optim.lr" and config keys); ``mup.tuned``
+    #: holds what was transferred (confirmed values by their fit across the proxies)
+    searched: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +118,7 @@ class PipelineResult:
             "timings": self.timings,
             "stages": self.stages,
             "strategy": self.strategy,
+            "searched": self.searched,
         }
 
 
@@ -180,12 +200,15 @@ def sweep_spec(
     lrs: list[float],
     params: dict[str, list[Any]],
     seeds: list[int] | None = None,
+    depths: list[int] | None = None,
 ) -> tuple[Any, list[str]]:
-    """A :class:`SweepConfig` and the fixed overrides its trial jobs compose."""
+    """A :class:`SweepConfig` and the fixed overrides its trial jobs compose (``depths``: a
+    depth sweep at the one width in ``widths``)."""
     from muscale.sweep.config import SweepConfig
 
     sc = SweepConfig(
         name=name,
+        depths=None if depths is None else [int(d) for d in depths],
         widths=[int(w) for w in widths],
         schemes=[scheme],
         seeds=[int(s) for s in (cfg.proxy.seeds if seeds is None else seeds)],
@@ -198,6 +221,7 @@ def sweep_spec(
         f"sweep.name={name}",
         f"sweep.store={sc.store}",
         f"sweep.widths={_lst(sc.widths)}",
+        *([] if sc.depths is None else [f"sweep.depths={_lst(sc.depths)}"]),
         f"sweep.schemes=[{scheme}]",
         f"sweep.seeds={_lst(sc.seeds)}",
         f"sweep.lrs={_lst(sc.lrs)}",
@@ -330,94 +354,6 @@ def _mean_curve(outcome: Any, *, width: int, match: dict[str, Any]) -> dict[tupl
     }
 
 
-def _vertex(xs: list[float], ys: list[float]) -> tuple[float, bool]:
-    """Optimum of a curve in log2 space: quadratic vertex through the best point and its
-    neighbours, kept within them; and whether the best point is on the edge."""
-    order = np.argsort(xs)
-    x, y = np.asarray(xs, float)[order], np.asarray(ys, float)[order]
-    i = int(np.argmin(y))
-    edge = i in (0, len(x) - 1)
-    if edge or not np.all(np.isfinite(y[i - 1 : i + 2])):
-        return float(x[i]), edge
-    a, b, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
-    v = -b / (2 * a) if a > 0 else x[i]
-    return float(np.clip(v, x[i - 1], x[i + 1])), edge
-
-
-def verdict(param: str, points: dict[int, dict[int, dict[float, float]]], tol: float) -> Verdict:
-    """Verdict for one tuned value from ``points[width][seed][value] = loss``.
-
-    Per (width, seed): the optimum of log2(value) (:func:`_vertex`); across widths: least
-    squares of those optima on log2(width), slope with a 95% t-interval.
-    """
-    from scipy import stats
-
-    xs, ys, optima, edges = [], [], {}, []
-    for width, by_seed in sorted(points.items()):
-        per_seed = []
-        for curve in by_seed.values():
-            vals = sorted(curve)
-            v, edge = _vertex([math.log2(x) for x in vals], [curve[x] for x in vals])
-            per_seed.append(v)
-            edges.append(edge)
-            xs.append(math.log2(width))
-            ys.append(v)
-        optima[width] = 2.0 ** statistics.fmean(per_seed)
-    if len(optima) < 2 or len(xs) < 3:
-        return Verdict(
-            param=param,
-            kind="inconclusive",
-            slope=math.nan,
-            ci=(math.nan, math.nan),
-            optima=optima,
-            reason="fewer than 2 widths or 3 optima",
-        )
-    if min(len(by_seed) for by_seed in points.values()) < 2:  # no seed spread at a width
-        fit = stats.linregress(xs, ys)
-        return Verdict(
-            param=param,
-            kind="inconclusive",
-            slope=float(fit.slope),
-            ci=(math.nan, math.nan),
-            optima=optima,
-            reason="one seed at a width: no interval without seed noise (confirm.seeds >= 2)",
-        )
-    fit = stats.linregress(xs, ys)
-    half = stats.t.ppf(0.975, len(xs) - 2) * fit.stderr if len(xs) > 2 else math.inf
-    lo, hi = fit.slope - half, fit.slope + half
-    if any(edges):
-        kind, reason = "inconclusive", "an optimum is on the edge of the values tried"
-    elif -tol <= lo and hi <= tol:
-        kind, reason = "holds", f"95% interval within ±{tol} octave/doubling"
-    elif lo > tol or hi < -tol:
-        kind, reason = "drifts", f"95% interval outside ±{tol} octave/doubling"
-    else:
-        kind, reason = "inconclusive", f"95% interval wider than the ±{tol} band decides"
-    return Verdict(
-        param=param,
-        kind=kind,
-        slope=float(fit.slope),
-        ci=(float(lo), float(hi)),
-        optima=optima,
-        reason=reason,
-    )
-
-
-def _points(outcomes: list[Any], param_key: str | None, fixed: dict[str, Any]) -> dict:
-    """``points[width][seed][value] = loss`` for ``param_key`` (None: the LR)."""
-    pts: dict[int, dict[int, dict[float, float]]] = {}
-    for oc in outcomes:
-        for t, loss in oc.losses.values():
-            others = {k: v for k, v in t.hparams.items() if k != param_key}
-            if others != {k: v for k, v in fixed.items() if k not in (param_key, "lr")}:
-                continue
-            if param_key is not None and t.lr != fixed["lr"]:
-                continue
-            value = t.lr if param_key is None else float(t.hparams[param_key])
-            pts.setdefault(t.width, {}).setdefault(t.seed, {})[value] = loss
-    return pts
-
-
 def run_pipeline(cfg: DictConfig, pool: Any = None) -> PipelineResult:
     """Run every step (see the module docstring) and write ``summary.md``/``summary.json``.
 
@@ -448,8 +384,7 @@ class Tuning:
     hparams: dict[str, Any]  # config key -> searched value
     search: Any  # SweepOutcome of the search stage
     confirms: list[Any]  # SweepOutcomes of the confirmation stage(s)
-    curve_outcomes: list[Any]  # outcomes holding the per-width curves through the point
-    sweeps: tuple[str, ...]  # store sweeps holding μP's LR curves at the point
+    sweeps: tuple[str, ...]  # store sweeps holding μP's curves through the point
 
 
 def _grid_tuning(
@@ -511,8 +446,7 @@ def _grid_tuning(
         hparams=best_hp,
         search=search,
         confirms=confirms,
-        curve_outcomes=[search, *confirms],
-        sweeps=("mup_search", "mup_confirm_lr"),
+        sweeps=("mup_search", *(f"mup_confirm_{n}" for n in cfg.confirm.params)),
     )
 
 
@@ -550,14 +484,12 @@ def _joint_tuning(
         hparams={space_key(k): v for k, v in sorted(point.items()) if k != "lr"},
         search=search,
         confirms=[confirm],
-        curve_outcomes=[confirm],
         sweeps=("mup_confirm",),
     )
 
 
 def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResult:
-    from muscale.sweep.config import param_key
-    from muscale.sweep.optima import fit_sweep
+    from muscale.sweep.optima import fit_all, fit_sweep
     from muscale.sweep.store import Store
     from muscale.sweep.transfer import TargetConfig, make_transfer, transferred_lr, write_transfer
     from muscale.trial_pool import run_configs
@@ -581,7 +513,7 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
     tune = (_grid_tuning if cfg.search.strategy == "grid" else _joint_tuning)(
         cfg, out, pool, widths, stop
     )
-    lr_best, best_hp = tune.lr, tune.hparams
+    best_hp = tune.hparams
     timings["search+confirm"] = time.perf_counter() - t0
 
     # 4. SP: what a user does without μP, the LR swept at every proxy width
@@ -590,25 +522,30 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
     sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})", stop=stop)
     timings["sp_sweep"] = time.perf_counter() - t0
 
-    # 5. fits, verdicts, transfer
+    # 5. fits, verdicts, transfer: the same fits as `muscale fit` on this store
     t0 = time.perf_counter()
     tol = float(cfg.confirm.tol)
-    fixed_pt = {"lr": lr_best, **best_hp}
-    verdicts = [
-        verdict(
-            "lr" if n == "lr" else n,
-            _points(tune.curve_outcomes, None if n == "lr" else param_key(n), fixed_pt),
-            tol,
-        )
-        for n in cfg.confirm.params
-    ]
     store = Store(str(out / "sweeps.db"), create=False)
+    curve_recs = [r for r in store.records() if r.scheme == "mup" and r.sweep in tune.sweeps]
+    param_fits = fit_all(
+        curve_recs, params=list(cfg.confirm.params), scale="width", scheme="mup", tol=tol
+    )
+    verdicts = [Verdict.of(param_fits[n]) for n in cfg.confirm.params]
     # μP's LR curve at every width, at the searched multipliers
-    mup_recs = [r for r in store.records() if r.hparams == best_hp and r.sweep in tune.sweeps]
+    mup_recs = [r for r in curve_recs if r.hparams == best_hp]
     sp_recs = store.records("sp")
-    fit_mup, fit_sp = fit_sweep(mup_recs), fit_sweep(sp_recs)
+    fit_mup = fit_sweep(mup_recs, slope_tol=tol)
+    fit_sp = fit_sweep(sp_recs, slope_tol=tol)
     (out / "fit.json").write_text(
-        json.dumps({"mup": fit_mup.to_json(), "sp": fit_sp.to_json()}, indent=2, default=str)
+        json.dumps(
+            {
+                "mup": fit_mup.to_json(),
+                "sp": fit_sp.to_json(),
+                "mup_params": {n: f.to_json() for n, f in param_fits.items()},
+            },
+            indent=2,
+            default=str,
+        )
     )
     tw = int(cfg.target.width)
     steps = int(cfg.target.steps or cfg.proxy.steps)
@@ -620,11 +557,17 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
         precision="auto",
         compile=False,
     )
-    # μP's premise is a width-independent optimum: the proxies' mean unless it clearly drifts
-    lr_kind = next((v.kind for v in verdicts if v.param == "lr"), "inconclusive")
-    lr_method = "trend" if lr_kind == "drifts" else "mean"
+    # every confirmed value by its fit across the proxies (muscale.sweep.transfer's "auto":
+    # μP's premise is a width-independent optimum, so the mean unless it clearly drifts,
+    # then its trend); a searched value that was not confirmed, as found
     tdict = make_transfer(
-        fit_mup, mup_recs, target, scheme="mup", method=lr_method, store=str(out / "sweeps.db")
+        fit_mup,
+        mup_recs,
+        target,
+        scheme="mup",
+        method="auto",
+        store=str(out / "sweeps.db"),
+        param_fits={n: f for n, f in param_fits.items() if n != "lr"},
     )
     # the pipeline owns its out dir (fit.json and plots are rewritten too): a re-run replaces
     target_path = write_transfer(tdict, out / f"target_w{tw}.yaml", overwrite=True)
@@ -679,7 +622,7 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
     }
     mup = SchemeResult(
         scheme="mup",
-        tuned={"optim.lr": float(tdict["optim"]["lr"]), **best_hp},
+        tuned={k: v["value"] for k, v in tdict["provenance"]["tuned"].items()},
         target_losses=[target_out[n] for n, _, _ in jobs if n.startswith("mup")],
         tuning_cpu_s=sum(o.cpu_s for o in mup_tuning),
         tuning_flops=sum(o.flops for o in mup_tuning),
@@ -705,6 +648,7 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
         timings=timings,
         stages=stages,
         strategy=str(cfg.search.strategy),
+        searched={"optim.lr": float(tune.lr), **best_hp},
     )
     (out / "summary.md").write_text(summary_markdown(result))
     (out / "summary.json").write_text(json.dumps(result.to_json(), indent=2, default=str))

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from muscale.coord.extend import EXTEND
 from muscale.coord.verdict import CoordReport
 
 
@@ -42,6 +43,8 @@ def assert_coord_check(
     expect: str | None = None,
     tol: float | None = None,
     eps_horizon: float | None = None,
+    extend: int = EXTEND,
+    max_size: int | None = None,
     out: str | Path | None = None,
     allow_inconclusive: bool = False,
 ) -> CoordReport:
@@ -51,8 +54,10 @@ def assert_coord_check(
     ``expect`` defaults to what the plan claims (μP for a μP plan); models without a plan
     need ``expect="mup"``. ``out``: also save ``report.json`` and ``coord.png`` there (e.g. a
     CI artifact folder). ``eps_horizon``: the width the Adam-ε probe vouches for (default
-    65536). An INCONCLUSIVE verdict (the seeds and widths cannot decide; the
-    message says what would) raises too unless ``allow_inconclusive``.
+    65536). An INCONCLUSIVE verdict first collects more data, up to ``extend`` rounds
+    (the widest width doubled, up to ``max_size``, or more seeds; ``extend=0``: none); if it
+    stays INCONCLUSIVE (the message says what would decide) it raises too unless
+    ``allow_inconclusive``.
     """
     from muscale.coord.check import coord_check, save
 
@@ -69,6 +74,8 @@ def assert_coord_check(
         expect=expect,
         tol=tol,
         eps_horizon=eps_horizon,
+        extend=extend,
+        max_size=max_size,
     )
     if out is not None:
         save(rep, out)

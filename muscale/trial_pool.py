@@ -278,12 +278,21 @@ def run_sweep(
     SIGTERM no new trial starts, the running ones checkpoint and stop (their rows are marked
     failed: re-runnable), and :class:`~muscale.train.stop.Stopped` is raised.
     """
+    from muscale.hydra_app import compose
+    from muscale.sweep.job import training_config
+    from muscale.sweep.settings import check_same_settings
     from muscale.sweep.store import Store
     from muscale.sweep.strategy import planner
     from muscale.train.stop import Stopped
 
     plan = (planner_factory or planner)(sweep_cfg)
     store = Store(sweep_cfg.store)
+    check_same_settings(
+        store,
+        sweep_cfg.name,
+        varies_depth=sweep_cfg.depths is not None,
+        compose_trial=lambda t: training_config(compose("sweep", [*fixed, *t.overrides()])),
+    )
     lease_s = float(sweep_cfg.lease_s)
     poll = poll_s if poll_s is not None else min(2.0, lease_s / 10)
     stopping = _Stopping(stop)

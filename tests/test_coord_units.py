@@ -149,12 +149,14 @@ def test_cli_table(tmp_path, capsys):
             "seeds=1",
             "steps=1",
             "batch_size=16",
+            "extend=0",
             f"out={tmp_path}",
             "plot=false",
         ]
     )
     text = capsys.readouterr().out
-    # one seed, two widths: the data cannot decide (exit 3), and the table still prints
+    # one seed, two widths, no extension: the data cannot decide (exit 3), and the table
+    # still prints
     assert rc == 3 and "coordinate check" in text and "blocks.0" in text
     assert "INCONCLUSIVE" in text and "seeds=" in text
 

@@ -12,41 +12,73 @@ import yaml
 
 from muscale.errors import ConfigError
 from muscale.hydra_app import compose
-from muscale.pipeline import run_pipeline, settings, verdict
+from muscale.pipeline import Verdict, run_pipeline, settings
+from muscale.sweep.optima import fit_param
+from muscale.sweep.store import Record
 
 QUAD = lambda x, x0: (x - x0) ** 2  # noqa: E731  loss vs log2(value), optimum at x0
 
 
-def _points(opt_log2: dict[int, float], noise: dict[int, float] | None = None) -> dict:
-    """points[width][seed][value] = loss of a parabola in log2(value), 7 values, 2 seeds."""
-    pts: dict = {}
+def _verdict(opt_log2: dict[int, float], noise: dict[int, float] | None = None, seeds=(0, 1)):
+    """The pipeline's verdict row for LR curves that are parabolas in log2(LR) with their
+    optimum at ``opt_log2[width]`` (shifted by ±noise per seed), 7 LRs per curve: the store
+    records :func:`muscale.sweep.optima.fit_param` reads, as the pipeline passes them."""
+    recs = []
     for w, x0 in opt_log2.items():
-        for seed in (0, 1):
+        for seed in seeds:
             shift = (noise or {}).get(w, 0.0) * (1 if seed else -1)
-            pts.setdefault(w, {})[seed] = {2.0**x: QUAD(x, x0 + shift) for x in range(-10, -3)}
-    return pts
+            for x in range(-10, -3):
+                loss = 2.0 + QUAD(x, x0 + shift)
+                recs.append(
+                    Record(
+                        key=f"{w}-{seed}-{x}",
+                        sweep="mup_confirm",
+                        status="done",
+                        scheme="mup",
+                        width=w,
+                        depth=2,
+                        seed=seed,
+                        lr=2.0**x,
+                        hparams={"param.output_mult": 1.0},
+                        final_loss=loss,
+                        final_eval_loss=loss,
+                        best_eval_loss=loss,
+                        diverged=False,
+                        wall_time=1.0,
+                        attempts=1,
+                        git_commit=None,
+                        run_dir=None,
+                        config={},
+                        error=None,
+                    )
+                )
+    return Verdict.of(fit_param(recs, param="lr", scale="width", scheme="mup", tol=0.15))
 
 
 def test_verdict_holds_for_a_width_independent_optimum() -> None:
-    v = verdict("lr", _points({32: -7.3, 64: -7.3, 128: -7.3}), tol=0.15)
+    v = _verdict({32: -7.3, 64: -7.3, 128: -7.3})
     assert v.kind == "holds", v
-    assert abs(v.slope) < 1e-9
+    assert abs(v.slope) < 1e-6 and v.ci[0] >= -0.15 and v.ci[1] <= 0.15
     assert v.optima[64] == pytest.approx(2.0**-7.3, rel=1e-6)
 
 
 def test_verdict_drifts_when_the_optimum_moves_an_octave_per_doubling() -> None:
-    v = verdict("lr", _points({32: -5.2, 64: -6.2, 128: -7.2}), tol=0.15)
+    v = _verdict({32: -5.2, 64: -6.2, 128: -7.2})
     assert v.kind == "drifts", v
     assert v.slope == pytest.approx(-1.0, abs=1e-6)
 
 
 def test_verdict_inconclusive_on_the_edge_and_with_wide_intervals() -> None:
-    edge = verdict("lr", _points({32: -4.0, 64: -4.0, 128: -4.0}), tol=0.15)
-    assert edge.kind == "inconclusive" and "edge" in edge.reason
-    wide = verdict("lr", _points({32: -7, 64: -7, 128: -7}, noise={32: 0.8, 128: 0.8}), 0.15)
-    assert wide.kind == "inconclusive" and "wider" in wide.reason
-    one = verdict("lr", {32: _points({32: -7})[32]}, tol=0.15)
-    assert one.kind == "inconclusive"
+    edge = _verdict({32: -4.0, 64: -4.0, 128: -4.0})
+    assert edge.kind == "inconclusive" and "edge" in edge.reason and edge.next
+    wide = _verdict({32: -7, 64: -7, 128: -7}, noise={32: 0.8, 128: 0.8})
+    assert wide.kind == "inconclusive" and "wider" in wide.reason, wide
+    # a point estimate inside the band, its interval across the edge: not "holds"
+    across = _verdict({32: -7.1, 64: -7.0, 128: -6.9}, noise={32: 0.1, 64: 0.1, 128: 0.1})
+    assert 0 < across.slope < 0.15 and across.ci[1] > 0.15, across
+    assert across.kind == "inconclusive" and "across an edge" in across.reason
+    one = _verdict({32: -7, 64: -7}, seeds=(0,))
+    assert one.kind == "inconclusive" and "seed" in one.reason
 
 
 def test_quick_profile_and_the_8x_rule() -> None:

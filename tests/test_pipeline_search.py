@@ -65,8 +65,8 @@ def test_asha_search_resumes_rungs_and_confirms_at_every_width(tmp_path) -> None
     confirm = store.records("mup_confirm")
     assert {rec.width for rec in confirm} == {16, 32}
     point = {
-        "lr": r.mup.tuned["optim.lr"],
-        **{k: v for k, v in r.mup.tuned.items() if k != "optim.lr"},
+        "lr": r.searched["optim.lr"],
+        **{k: v for k, v in r.searched.items() if k != "optim.lr"},
     }
     # the LR curve at each width goes through the found point, an octave either side
     for w in (16, 32):
@@ -77,10 +77,16 @@ def test_asha_search_resumes_rungs_and_confirms_at_every_width(tmp_path) -> None
         )
         assert len(lrs) >= 3
         assert any(lr == pytest.approx(point["lr"]) for lr in lrs)
-    # the searched values are the ones transferred: the target config carries all three
+    # every tuned value is transferred: the confirmed ones by their fit across the widths
+    # (one seed: inconclusive, so μP's mean of the per-width optima), init_std as searched
     t = yaml.safe_load(r.target_config.read_text())
+    tuned = t["provenance"]["tuned"]
     assert t["param"]["output_mult"] == r.mup.tuned[space_key("alpha_out")]
-    assert t["param"]["init_std"]["hidden"] == r.mup.tuned[space_key("init_std")]
+    assert tuned[space_key("alpha_out")]["source"] == "fit"
+    assert tuned[space_key("alpha_out")]["method"] == "mean"
+    assert tuned["optim.lr"]["source"] == "fit"
+    assert t["param"]["init_std"]["hidden"] == r.searched[space_key("init_std")]
+    assert tuned[space_key("init_std")]["source"] == "search"
     assert {v.param for v in r.verdicts} == {"lr", "alpha_out"}
     assert all(v.kind == "inconclusive" for v in r.verdicts)  # one seed: no interval
 
@@ -92,6 +98,6 @@ def test_random_search_runs_every_point_at_full_budget(tmp_path) -> None:
     assert len(search) == 4 and all(rec.width == 16 for rec in search)
     assert all("trainer.stop_at" not in rec.hparams for rec in search)
     best = min(search, key=lambda rec: rec.loss)
-    assert r.mup.tuned[space_key("alpha_out")] == best.hparams[space_key("alpha_out")]
+    assert r.searched[space_key("alpha_out")] == best.hparams[space_key("alpha_out")]
     assert math.isfinite(r.mup.target_loss) and math.isfinite(r.sp.target_loss)
     assert "μP search" in (tmp_path / "summary.md").read_text()

@@ -234,3 +234,18 @@ def test_rich_mode_draws_the_same_numbers(tmp_path, capsys):
         progress.finished({trials[0].key: 0.5, trials[1].key: 0.25})
     err = capsys.readouterr().err
     assert "2/2 done, 0 running" in err and "best w16:0.5 w32:0.25" in err
+
+
+def test_a_rerun_with_other_settings_is_refused_not_mixed(tmp_path):
+    """The store's trials were trained for 5 steps: a re-run asking for 7 must not reuse
+    them as 7-step results (keys hash coordinates, not shared settings); a re-run that
+    changes only how trials run (threads, progress) reuses them."""
+    assert _sweep(tmp_path, "sweep.progress=off").returncode == 0
+    before = {r.key: r.loss for r in Store(str(tmp_path / "s.db")).records("default")}
+    proc = _sweep(tmp_path, "sweep.progress=off", "trainer.max_steps=7")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "trainer.max_steps is 5 there and 7 here" in proc.stderr
+    after = {r.key: r.loss for r in Store(str(tmp_path / "s.db")).records("default")}
+    assert after == before  # nothing written
+    same = _sweep(tmp_path, "sweep.progress=off", "trainer.threads=1")
+    assert same.returncode == 0 and same.stderr == "", same.stderr

@@ -110,20 +110,53 @@ def test_halving_rungs_resume_and_cost():
     assert plan.found["mup"][1] == pytest.approx(rand_plan.found["mup"][1], rel=1e-12)
 
 
-def test_confirm_covers_every_proxy_and_extends_edges():
+def test_confirm_covers_every_proxy_and_follows_a_drifting_optimum():
     drift = 1.0  # +1 octave per doubling: at width 256 the optimum is 3 octaves up
     cfg = _cfg("random", confirm={"enabled": True, "seeds": [0, 1], "extend": 2})
     plan, losses, _ = run(cfg, loss=lambda t: synthetic_loss(t, lr_drift=drift))
     point, _ = plan.found["mup"]
-    confirm = [t for t, _ in losses.values() if t.seed == 1]  # search trials use seed 0 only
+    conf = plan.confirms["mup"]
+    # true optima, in octaves from the found value (the random search misses them)
+    true = {
+        "lr": lambda w: LR_OPT + drift * math.log2(w / 32) - math.log2(point["lr"]),
+        "alpha_out": lambda w: AOUT_OPT - math.log2(point["alpha_out"]),
+    }
+    for q in ("lr", "alpha_out"):
+        for w in cfg.widths:
+            centre = conf.centre(q, w, losses)
+            todo, xs = conf.curve(q, w, losses, centre)
+            assert not todo and len(xs) >= 5
+            assert min(xs) < true[q](w) < max(xs)  # the optimum is inside every curve
+            assert xs[:5] == [centre - 2 + k for k in range(5)]  # the spacing-1 lattice
+            if w <= 64:  # no trend yet: centred on the found point
+                assert centre == 0.0
+            else:  # centred on the narrower proxies' trend: no edge extension needed
+                assert abs(centre - true[q](w)) <= 0.5 + 1e-9 and len(xs) == 5
+    # every trial of a curve ran with both seeds
+    seeds = {}
+    for t, _ in losses.values():
+        seeds.setdefault((t.width, t.lr, tuple(sorted(t.hparams.items()))), set()).add(t.seed)
+    assert all({0, 1} <= v or v == {0} for v in seeds.values())
+
+
+def test_confirm_without_trend_centring_would_extend_at_the_wide_proxies():
+    """What the centring saves: the same drift with the curves all on the found point."""
+    from muscale.sweep.search import Confirm
+
+    cfg = _cfg("random", confirm={"enabled": True, "seeds": [0, 1], "extend": 2})
+    plan, losses, _ = run(cfg, loss=lambda t: synthetic_loss(t, lr_drift=1.0))
+    point, _ = plan.found["mup"]
+    conf = Confirm(cfg, "mup", point)
+    fixed = {}
     for w in cfg.widths:
-        lrs = sorted({t.lr for t in confirm if t.width == w and t.hparams == _hp(point)})
-        aouts = {t.hparams["param.output_mult"] for t in confirm if t.width == w}
-        assert len(aouts) >= 5 and len(lrs) >= 5
-        offsets = [round(math.log2(lr / point["lr"]), 3) for lr in lrs]
-        assert {-2.0, -1.0, 0.0, 1.0, 2.0} <= set(offsets)
-    top = sorted({t.lr for t in confirm if t.width == 256 and t.hparams == _hp(point)})
-    assert len(top) == 7 and math.log2(top[-1] / point["lr"]) == pytest.approx(4.0, abs=1e-3)
+        known = dict(losses)
+        while True:  # the curve centred on the found value, run to completion
+            todo, xs = conf.curve("lr", w, known, 0.0)
+            if not todo:
+                break
+            known.update({t.key: (t, synthetic_loss(t, lr_drift=1.0)) for t in todo})
+        fixed[w] = len(xs)
+    assert fixed[128] == fixed[256] == 7  # two edge extensions each, where centring needs none
 
 
 def _hp(point):

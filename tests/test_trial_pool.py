@@ -155,3 +155,51 @@ def test_sigterm_stops_the_pipeline_with_143_and_rows_rerunnable(tmp_path) -> No
     states = Store(str(db)).lease_states([k for k, _ in rows])
     assert all(v in ("free", "done") for v in states.values())
     assert "stopped by SIGTERM" in err and "Traceback" not in err
+
+
+def test_a_store_run_with_other_settings_is_refused_before_any_trial(tmp_path) -> None:
+    """A finished trial of the sweep, recorded with the config its job composed: the same
+    fixed overrides pass; other steps are refused (one line naming the key), nothing runs."""
+    from muscale.errors import UserError
+    from muscale.hydra_app import compose
+    from muscale.sweep.job import training_config
+
+    sc, key = _one_trial_sweep(tmp_path)
+    (trial,) = GridPlanner(sc).trials
+    fixed = [
+        "model=mlp",
+        "data=teacher",
+        "trainer.max_steps=5",
+        f"sweep.name={sc.name}",
+        f"sweep.store={sc.store}",
+        "sweep.widths=[16]",
+        "sweep.lrs=[0.01]",
+    ]
+    store = Store(sc.store)
+    owner = new_owner()
+    config = training_config(compose("sweep", [*fixed, *trial.overrides()]))
+    store.claim(
+        key,
+        owner=owner,
+        ttl=120,
+        sweep=sc.name,
+        scheme="mup",
+        width=16,
+        depth=2,
+        seed=0,
+        lr=0.01,
+        hparams={},
+        config=config,
+        run_dir="r",
+    )
+    store.finish(
+        key, final_loss=1.5, final_eval_loss=1.5, best_eval_loss=1.5, diverged=False, wall_time=1.0
+    )
+    pool = RecordingPool(loss=9.0)
+    out = run_sweep(sc, [*fixed, "trainer.threads=1"], tmp_path / "runs", pool=pool, jobs=1)
+    assert out.losses[key][1] == 1.5 and pool.submitted == []  # reused, same settings
+    with pytest.raises(UserError, match=r"trainer\.max_steps is 5 there and 7 here"):
+        run_sweep(sc, [*fixed, "trainer.max_steps=7"], tmp_path / "runs", pool=pool, jobs=1)
+    with pytest.raises(UserError, match=r"model\.depth is 2 there and 3 here"):
+        run_sweep(sc, [*fixed, "model.depth=3"], tmp_path / "runs", pool=pool, jobs=1)
+    assert pool.submitted == [] and store.get(key).loss == 1.5

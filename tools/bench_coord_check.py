@@ -55,7 +55,8 @@ def run_muscale(
     batch_seeds: bool = False,
 ) -> dict:
     """What ``check_from_configs`` runs (factory, batch, ``collect``, ``report``), with the
-    seed path chosen by ``batch_seeds``."""
+    seed path chosen by ``batch_seeds`` and, for equal work with mup, no extension rounds
+    (``extend=0``: :mod:`muscale.coord.extend` is not called)."""
     from muscale.coord import report
     from muscale.coord.run import collect, config_factory, synthetic_batch
     from muscale.optim.config import OptimConfig

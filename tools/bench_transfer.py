@@ -37,6 +37,7 @@ from omegaconf import OmegaConf
 from muscale.hydra_app import compose
 from muscale.pipeline import run_pipeline, run_stage, sweep_spec
 from muscale.sweep.config import SWEEPABLE
+from muscale.sweep.optima import optimum_1d
 from muscale.trial_pool import make_pool
 
 
@@ -70,6 +71,12 @@ def main() -> None:
     ap.add_argument("--data", default="pytext", help="a conf/data option (pytext | hf | ...)")
     ap.add_argument("--data-path", default=None, help="local text file for --data hf")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument(
+        "--target-alpha-out",
+        type=int,
+        default=1,
+        help="1: also try ½x and 2x the transferred α_out at the target (0: skip)",
+    )
     args = ap.parse_args()
     if args.quick:
         args.widths, args.target, args.steps, args.seeds = "16,32", 128, 20, "0"
@@ -141,6 +148,22 @@ def main() -> None:
             seeds=seeds,
         )
         mu_t = run_stage(cfg, out, pool, sc, fixed, f"μP LR sweep at w{args.target}")
+        # α_out at the target: ½x and 2x the transferred value at the transferred LR (the
+        # centre is the LR sweep's centre run): its drift over the whole range and regret
+        aout = None
+        if "alpha_out" in hp_params and args.target_alpha_out:
+            a0 = hp_params["alpha_out"][0]
+            sc, fixed = sweep_spec(
+                cfg,
+                out,
+                "mup_target_alpha_out",
+                widths=[args.target],
+                scheme="mup",
+                lrs=[mup_lr],
+                params={**hp_params, "alpha_out": [a0 / 2, a0 * 2]},
+                seeds=seeds,
+            )
+            aout = run_stage(cfg, out, pool, sc, fixed, f"μP α_out check at w{args.target}")
         depth = None
         if args.depth_target:
             dcfg = OmegaConf.merge(
@@ -207,6 +230,26 @@ def main() -> None:
         "mup": math.log2(mu_lr / opt["mup"][min(widths)]),
         "sp": math.log2(sp_lr / opt["sp"][min(widths)]),
     }
+    if aout is not None:
+        key = SWEEPABLE["alpha_out"]
+        a0 = hp_params["alpha_out"][0]
+        # α_out -> seed -> loss; the centre is the LR sweep's run at the transferred point
+        curve = {a0: {t.seed: v for t, v in mu_t.losses.values() if t.lr == mu_lrs[1]}}
+        for t, loss in aout.losses.values():
+            curve.setdefault(float(t.hparams[key]), {})[t.seed] = loss
+        a_opt = optimum_1d(
+            {
+                math.log2(a): {s: v if math.isfinite(v) else None for s, v in by_seed.items()}
+                for a, by_seed in curve.items()
+            },
+            n_boot=0,
+        )
+        a_proxy = fit["mup_params"]["alpha_out"]["optima"][0]["value"]
+        rows["alpha_out_transferred"] = a0
+        rows["alpha_out_target_opt"] = 2.0**a_opt.x_opt
+        rows["alpha_out_target_on_edge"] = a_opt.on_edge
+        rows["alpha_out_regret"] = statistics.fmean(mu_at) / a_opt.best_loss - 1
+        drift["alpha_out_mup"] = a_opt.x_opt - math.log2(a_proxy)
     spread = max(
         x for x in (rows["mup_transfer_sd"], rows["sp_target_best_sd"], 0.0) if math.isfinite(x)
     )
@@ -264,6 +307,14 @@ def main() -> None:
         f"{drift['sp']:+.2f} octave; μP regret vs a 3-point LR sweep at the target "
         f"{100 * r['regret']:+.2f}%"
     )
+    if "alpha_out_target_opt" in r:
+        edge = " (on the edge of ½x..2x)" if r["alpha_out_target_on_edge"] else ""
+        print(
+            f"α_out: transferred {r['alpha_out_transferred']:.3g}, optimum at the target "
+            f"{r['alpha_out_target_opt']:.3g}{edge}; drift w{w0}->w{args.target} "
+            f"{drift['alpha_out_mup']:+.2f} octave; regret vs ½x/2x "
+            f"{100 * r['alpha_out_regret']:+.2f}%"
+        )
     if depth:
         print(
             f"depth {args.depth}->{depth['target_depth']} (α=1, width {depth['width']}): "

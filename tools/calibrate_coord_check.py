@@ -17,6 +17,11 @@ Adam epsilon not scaled where it matters, depth multipliers missing.
     python tools/calibrate_coord_check.py --full          # every setting (CPU hours)
     python tools/calibrate_coord_check.py --cache DIR     # reuse collected data between runs
     python tools/calibrate_coord_check.py --only mup-mlp  # cases whose name contains a string
+    python tools/calibrate_coord_check.py --extend 0      # judge the requested data only
+
+Every case is checked the way :func:`muscale.coord.coord_check` does it by default: an
+INCONCLUSIVE verdict adds data (the widest width doubled, or seeds) and judges again, up to
+``--extend`` rounds (:mod:`muscale.coord.extend`); the output says what each case added.
 
 The reduced matrix is what ``tests/test_coord_calibration.py`` runs (a smaller subset).
 """
@@ -38,8 +43,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from muscale.coord import extend as extension
 from muscale.coord import report
 from muscale.coord.run import CoordData, collect, config_factory, synthetic_batch
+from muscale.coord.verdict import extension_line
 from muscale.models.configs import GPTConfig, MLPConfig
 from muscale.optim.config import OptimConfig
 from muscale.param.config import ParamConfig
@@ -225,37 +232,73 @@ def _mup_factory(case: Case) -> tuple[Callable, Callable, Any, dict[str, str]]:
     return factory, optimizer, batch, points
 
 
-def collect_case(case: Case, cache: Path | None = None) -> CoordData:
-    """The case's raw statistics (from ``cache`` when it holds them)."""
-    path = cache / f"{case.key()}.pkl" if cache else None
-    if path is not None and path.exists():
-        return pickle.loads(path.read_bytes())
+def _parts(case: Case) -> tuple[Callable, dict[str, Any]]:
+    """The case's factory and the rest of :func:`collect`'s arguments."""
     if case.model.startswith("mup-"):
         factory, opt, batch, points = _mup_factory(case)
     else:
         factory, opt, batch = _muscale_factory(case)
         points = None
-    data = collect(
-        factory,
-        list(case.sizes),
-        batch=batch,
-        optimizer=opt,
-        steps=case.steps,
-        seeds=case.seeds,
-        points=points,
-        axis=case.axis,
-        precision=case.precision,
-    )
+    kw = {"batch": batch, "optimizer": opt, "points": points, "precision": case.precision}
+    return factory, kw
+
+
+def _cached(path: Path | None, make: Callable[[], CoordData]) -> CoordData:
+    if path is not None and path.exists():
+        return pickle.loads(path.read_bytes())
+    data = make()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pickle.dumps(data))
     return data
 
 
-def judge(case: Case, data: CoordData) -> Any:
+def collect_case(case: Case, cache: Path | None = None) -> CoordData:
+    """The case's raw statistics (from ``cache`` when it holds them)."""
+    factory, kw = _parts(case)
+    return _cached(
+        cache / f"{case.key()}.pkl" if cache else None,
+        lambda: collect(
+            factory, list(case.sizes), steps=case.steps, seeds=case.seeds, axis=case.axis, **kw
+        ),
+    )
+
+
+def judge(case: Case, data: CoordData, *, looks: int = 1) -> Any:
     if case.axis == "depth":
-        return report(data, expect=f"alpha={case.param_kw.get('depth_alpha', 0.0):g}")
-    return report(data, expect="mup")
+        alpha = f"alpha={case.param_kw.get('depth_alpha', 0.0):g}"
+        return report(data, expect=alpha, looks=looks)
+    return report(data, expect="mup", looks=looks)
+
+
+def check_case(case: Case, cache: Path | None = None, *, extend: int = extension.EXTEND) -> Any:
+    """Collect, judge and — while INCONCLUSIVE, up to ``extend`` rounds — add data the way
+    :func:`muscale.coord.coord_check` does (:mod:`muscale.coord.extend`), each round's new
+    data cached under the case's key and the round's plan."""
+    factory, kw = _parts(case)
+    cap = extension.validate(extend, None, case.sizes)
+
+    def more(d: CoordData, plan: extension.Plan) -> CoordData:
+        tag = f"{case.key()}-{plan.kind}{plan.new}-{len(d.sizes)}x{d.seeds}"
+        if plan.kind == "size":
+            return _cached(
+                cache / f"{tag}.pkl" if cache else None,
+                lambda: extension.collect_more(factory, d, sizes=[plan.new], **kw),
+            )
+        return _cached(
+            cache / f"{tag}.pkl" if cache else None,
+            lambda: extension.collect_more(factory, d, seeds=plan.new, **kw),
+        )
+
+    first = judge(case, collect_case(case, cache), looks=extend + 1)
+    return extension.extend(
+        first,
+        more=more,
+        judge=lambda d: judge(case, d, looks=extend + 1),
+        rounds=extend,
+        max_size=cap,
+        fits=lambda d, n: extension.memory_note(factory, d, n),
+    )
 
 
 # --- the matrix ---------------------------------------------------------------------------
@@ -398,14 +441,22 @@ def broken_cases(full: bool = False) -> list[Case]:
 
 
 def run_matrix(
-    cases: list[Case], cache: Path | None, log: Callable[[str], None] = print
+    cases: list[Case],
+    cache: Path | None,
+    log: Callable[[str], None] = print,
+    *,
+    extend: int = extension.EXTEND,
 ) -> list[tuple[Case, Any]]:
     rows = []
     for case in cases:
         t0 = time.perf_counter()
-        rep = judge(case, collect_case(case, cache))
+        rep = check_case(case, cache, extend=extend)
         rows.append((case, rep))
-        log(f"{rep.status.upper():12s} {time.perf_counter() - t0:6.1f}s  {case.name}")
+        ext = sum(e.wall_s for e in rep.extensions)
+        line = f"{rep.status.upper():12s} {time.perf_counter() - t0:6.1f}s  {case.name}"
+        if rep.extensions:
+            line += f"\n{'':12s} {ext:6.1f}s  " + extension_line(rep.extensions, rep.status)
+        log(line)
     return rows
 
 
@@ -422,11 +473,33 @@ def confusion(rows: list[tuple[Case, Any]]) -> str:
         cells = " | ".join(str(counts[(correct, s)]) for s in ("pass", "fail", "inconclusive"))
         lines.append(f"| {'correct' if correct else 'broken'} | {n} | {cells} |")
     wrong = [
-        f"  {'correct' if c.correct else 'broken'} {rep.status.upper()}: {c.name}: {rep.verdict()}"
+        f"  {'correct' if c.correct else 'broken'} {rep.status.upper()}"
+        f"{' (allowed: ' + allowed(c) + ')' if c.correct and allowed(c) else ''}: "
+        f"{c.name}: {rep.verdict()}"
         for c, rep in rows
         if (c.correct and rep.status != "pass") or (not c.correct and rep.status != "fail")
     ]
-    return "\n".join(lines + (["misjudged:", *wrong] if wrong else []))
+    ext = [(c, rep) for c, rep in rows if rep.extensions]
+    summary = [
+        f"extended: {len(ext)} case(s), "
+        f"{sum(e.wall_s for _, r in ext for e in r.extensions):.0f} s of collection"
+    ] + [
+        f"  {'correct' if c.correct else 'broken'} {c.name}: "
+        + extension_line(r.extensions, r.status)
+        for c, r in ext
+    ]
+    return "\n".join(lines + summary + (["misjudged:", *wrong] if wrong else []))
+
+
+def allowed(case: Case) -> str:
+    """Why issue 11 allows a correct case to be INCONCLUSIVE ("" when it does not): widths
+    spanning < 4x, or one seed."""
+    why = []
+    if max(case.sizes) / min(case.sizes) < 4:
+        why.append("span < 4x")
+    if case.seeds == 1:
+        why.append("1 seed")
+    return ", ".join(why)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -437,14 +510,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--broken", action="store_true", help="only the broken models")
     ap.add_argument("--correct", action="store_true", help="only the correct models")
     ap.add_argument("--precision", default="fp32", help="fp32 | bf16 (forward autocast)")
+    ap.add_argument(
+        "--extend", type=int, default=extension.EXTEND, help="extension rounds (0: none)"
+    )
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cases = [] if a.broken else correct_cases(a.full)
     cases += [] if a.correct else broken_cases(a.full)
     cases = [dataclasses.replace(c, precision=a.precision) for c in cases if a.only in c.name]
     t0 = time.perf_counter()
-    rows = run_matrix(cases, a.cache)
-    print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s")
+    rows = run_matrix(cases, a.cache, extend=a.extend)
+    print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s (extend={a.extend})")
     print(confusion(rows))
     return 0
 

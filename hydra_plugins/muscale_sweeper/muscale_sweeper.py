@@ -72,6 +72,7 @@ class MuscaleSweeper(Sweeper):
         from muscale.config import to_dict
         from muscale.sweep.config import SweepConfig
         from muscale.sweep.driver import drive, loss_of, trial_arguments
+        from muscale.sweep.settings import check_same_settings
         from muscale.sweep.store import Store
         from muscale.sweep.strategy import planner
         from muscale.train.stop import Stopped, forwarding_sigterm
@@ -84,6 +85,12 @@ class MuscaleSweeper(Sweeper):
         # before anything is written: a fresh planner's first round (the real one keeps state)
         self._validate_trials(planner(cfg, max_steps=max_steps).next_round({}), fixed)
         store = Store(cfg.store)
+        check_same_settings(
+            store,
+            cfg.name,
+            varies_depth=cfg.depths is not None,
+            compose_trial=lambda t: self._training_config(fixed + t.overrides()),
+        )
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -126,10 +133,19 @@ class MuscaleSweeper(Sweeper):
             )
         return returns
 
+    def _training_config(self, overrides: list[str]) -> dict[str, Any]:
+        """The training config a trial job with ``overrides`` trains (and the store records)."""
+        from muscale.sweep.job import training_config
+
+        assert self.hydra_context is not None and self.config is not None
+        job = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(job):
+            del job["hydra"]  # its runtime fields exist only inside a launched job
+        return training_config(job)
+
     def _validate_trials(self, trials: list[Any], fixed: list[str]) -> None:
         """Compose and check the training config of every distinct (scheme, width, depth,
         hyperparameters) of the first round: a bad width fails here, not as a row."""
-        from muscale.sweep.job import training_config
         from muscale.train.loop import prepare
 
         assert self.hydra_context is not None and self.config is not None
@@ -139,12 +155,7 @@ class MuscaleSweeper(Sweeper):
             if (t.group, t.depth) in seen:
                 continue
             seen.add((t.group, t.depth))
-            job = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(fixed + t.overrides())
-            )
-            with open_dict(job):
-                del job["hydra"]  # its runtime fields exist only inside a launched job
-            tcfg = OmegaConf.create(training_config(job))
+            tcfg = OmegaConf.create(self._training_config(fixed + t.overrides()))
             data_key = OmegaConf.to_yaml(tcfg.data)
             setup = prepare(tcfg, None, data=data_cache.get(data_key))
             data_cache[data_key] = setup.data

@@ -9,6 +9,11 @@ Writes ``report.json`` and ``coord.png`` into ``out`` (default
 report. Exit status: 0 passed, 1 failed, 2 bad input, 3 inconclusive (the data cannot
 decide: the message says which seeds or widths would).
 
+An INCONCLUSIVE verdict first collects more data and judges all of it again, up to
+``extend=`` rounds (default 2): the widest width doubled when a slope drifts at finite width,
+more seeds when the interval is wide from seed noise, never beyond ``max_size=`` (default 4x
+the largest width) nor a width that would not fit in memory. One line says what was added and why; ``extend=0`` turns it off.
+
 Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
 checked for SP's signature); ``expect=mup`` asks whether the model is μP.
 
@@ -55,6 +60,8 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
+    from muscale.coord.verdict import extension_line
+
     d = rep.data
     table = Table(
         title=f"coordinate check: slope of log2(stat) vs log2({d.axis}), ± 90 % interval "
@@ -91,7 +98,9 @@ def print_summary(rep, paths) -> None:  # type: ignore[no-untyped-def]
     if rep.eps is not None:
         con.print(eps_table(rep.eps))
     color = {"pass": "green", "fail": "red", "inconclusive": "yellow"}[rep.status]
-    con.print(f"[{color}]" + rep.verdict(), highlight=False)
+    if rep.extensions:
+        con.print(extension_line(rep.extensions, rep.status), highlight=False, soft_wrap=True)
+    con.print(f"[{color}]" + rep.verdict(extension=False), highlight=False)
     con.print("written: " + ", ".join(str(p) for p in paths.values()))
 
 

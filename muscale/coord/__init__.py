@@ -6,6 +6,7 @@ Public API::
     rep = coord_check(factory, [64, 128, 256, 512], batch=(x, y), optimizer=OptimConfig(...))
     rep.status, rep.failures, rep.undecided, rep.signature, rep.verdict()  # pass|fail|inconclusive
     rep.eps  # the Adam-ε probe (EpsVerdict; None for SGD)
+    rep.extensions  # what an INCONCLUSIVE check added by itself (extend=2, max_size=None)
     save(rep, "outputs/cc")
 
 See ``docs/coord_check.md`` for the protocol, the expected slopes and the calibration.

@@ -10,8 +10,17 @@ from typing import Any
 
 from torch import Tensor
 
+from muscale.coord import extend as extend_mod
+from muscale.coord.extend import EXTEND
 from muscale.coord.points import PointsSpec
-from muscale.coord.run import Batch, Factory, collect, config_factory, synthetic_batch
+from muscale.coord.run import (
+    Batch,
+    CoordData,
+    Factory,
+    collect,
+    config_factory,
+    synthetic_batch,
+)
 from muscale.coord.verdict import CoordReport, report
 
 
@@ -30,6 +39,8 @@ def coord_check(
     tol: float | None = None,
     precision: str = "fp32",
     eps_horizon: float | None = None,
+    extend: int = EXTEND,
+    max_size: int | None = None,
 ) -> CoordReport:
     """Coordinate check of ``factory`` over ``sizes`` (widths, or depths with
     ``axis="depth"``).
@@ -48,20 +59,38 @@ def coord_check(
     a change is too small for bf16 to resolve). ``eps_horizon``: the width the Adam-ε probe
     extrapolates ε/√v̂ to (default 65536; see :mod:`muscale.coord.eps_probe`). The report's
     ``status`` is ``pass``, ``fail`` or ``inconclusive``; see :mod:`muscale.coord.verdict`.
+
+    ``extend``: when the verdict is INCONCLUSIVE, up to this many rounds that collect more
+    data and judge all of it again — the widest width doubled (a slope drifting at finite
+    width) or more seeds (seed noise), never beyond ``max_size`` (default 4× the largest
+    size) nor a size whose training would not fit in memory; ``0``: judge the requested
+    data only. The FAIL level counts all ``extend + 1`` looks (see
+    :mod:`muscale.coord.extend`); ``report.extensions`` lists what was added.
     """
-    data = collect(
-        factory,
-        sizes,
-        batch=batch,
-        optimizer=optimizer,
-        loss=loss,
-        steps=steps,
-        seeds=seeds,
-        points=points,
-        axis=axis,
-        precision=precision,
+    cap = extend_mod.validate(extend, max_size, sizes)
+    kw: dict[str, Any] = {
+        "batch": batch,
+        "optimizer": optimizer,
+        "loss": loss,
+        "points": points,
+        "precision": precision,
+    }
+    data = collect(factory, sizes, steps=steps, seeds=seeds, axis=axis, **kw)
+
+    def judge(d: CoordData) -> CoordReport:
+        return report(d, expect=expect, tol=tol, eps_horizon=eps_horizon, looks=extend + 1)
+
+    def more(d: CoordData, plan: extend_mod.Plan) -> CoordData:
+        if plan.kind == "size":
+            return extend_mod.collect_more(factory, d, sizes=[plan.new], **kw)
+        return extend_mod.collect_more(factory, d, seeds=plan.new, **kw)
+
+    def fits(d: CoordData, size: int) -> str | None:
+        return extend_mod.memory_note(factory, d, size)
+
+    return extend_mod.extend(
+        judge(data), more=more, judge=judge, rounds=extend, max_size=cap, fits=fits
     )
-    return report(data, expect=expect, tol=tol, eps_horizon=eps_horizon)
 
 
 def save(rep: CoordReport, out: str | Path, *, plot: bool = True) -> dict[str, Path]:
@@ -99,9 +128,12 @@ def check_from_configs(
     device: str = "cpu",
     precision: str = "fp32",
     eps_horizon: float | None = None,
+    extend: int = EXTEND,
+    max_size: int | None = None,
 ) -> CoordReport:
     """Coordinate check of a muscale model family from its three configs (what the CLI and
-    the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR)."""
+    the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR);
+    ``extend``/``max_size`` as in :func:`coord_check`."""
     from muscale.config import to_dict
     from muscale.optim.config import OptimConfig
 
@@ -124,6 +156,8 @@ def check_from_configs(
         tol=tol,
         precision=precision,
         eps_horizon=eps_horizon,
+        extend=extend,
+        max_size=max_size,
     )
 
 
@@ -184,4 +218,6 @@ def check_from_cfg(cfg: Any) -> CoordReport:
         device=str(cfg.device),
         precision=str(cfg.get("precision", "fp32")),
         eps_horizon=cfg.get("eps_horizon"),
+        extend=cfg.get("extend", EXTEND),
+        max_size=cfg.get("max_size"),
     )

@@ -29,9 +29,11 @@ above by 0, so their upper edge is tight (+0.05) and their lower edge loose.
 
 * PASS when the 90 % interval lies inside the band (two one-sided tests at 5 %, the
   equivalence test of Schuirmann 1987);
-* FAIL when the interval at the family-wise level (Bonferroni over every judged entry, so
-  a correct model is FAILED with probability < 5 % overall) lies entirely outside it;
-* INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide.
+* FAIL when the interval at the family-wise level (Bonferroni over every judged entry, and
+  over every look a check may take, so a correct model is FAILED with probability < 5 %
+  overall) lies entirely outside it;
+* INCONCLUSIVE otherwise; the message says how many seeds (or which widths) would decide,
+  and :mod:`muscale.coord.extend` collects them itself within a budget (``extend`` rounds).
 
 **Adam's ε** (width mode, ``expect="mup"``, optimizers with a second moment): the slopes above
 cannot see an unscaled ε until it dominates the update, usually far above the checked widths,
@@ -48,7 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats as sps
@@ -57,6 +59,9 @@ from muscale.coord import eps_probe
 from muscale.coord.eps_probe import EpsVerdict
 from muscale.coord.run import CoordData
 from muscale.errors import UserError
+
+if TYPE_CHECKING:
+    from muscale.coord.extend import Extension
 
 STATUSES = ("pass", "fail", "inconclusive")
 #: PASS: two one-sided tests at 5 % each (Schuirmann 1987), i.e. the 90 % interval lies
@@ -231,6 +236,10 @@ class CoordReport:
     notes: list[str] = field(default_factory=list)
     #: the Adam-ε probe (None: not applicable — SGD, depth mode, or expect is not 'mup')
     eps: EpsVerdict | None = None
+    #: planned looks (1 + extension rounds) in the FAIL level's Bonferroni count
+    looks: int = 1
+    #: the extension rounds that collected more data (muscale.coord.extend), in order
+    extensions: list[Extension] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Slope]:
@@ -270,8 +279,9 @@ class CoordReport:
             "given, so this is not a μP check (pass expect=mup for that)"
         )
 
-    def verdict(self) -> str:
-        """One paragraph: what was asked, the answer, what decides it, the closest signature."""
+    def verdict(self, *, extension: bool = True) -> str:
+        """One paragraph: what was asked, the answer, what decides it, the closest signature
+        (and, with ``extension``, the sentence saying what the extension rounds added)."""
         d = self.data
         word = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "INCONCLUSIVE"}[self.status]
         lines = [
@@ -287,6 +297,8 @@ class CoordReport:
                 + ". "
                 + self.advice()
             )
+        if self.extensions and extension:
+            lines.append(extension_line(self.extensions, self.status) + ".")
         if self.eps is not None and (self.eps.status != "pass" or self.eps.growing()):
             lines.append(self.eps.message())
         # on a failure the slopes may still be closest to the expected scheme (an ε-probe
@@ -316,6 +328,11 @@ class CoordReport:
             "verdict": self.verdict(),
             "skipped": self.skipped,
             "eps_probe": self.eps.to_json() if self.eps is not None else None,
+            "extension": {
+                "looks": self.looks,
+                "rounds": [e.to_json() for e in self.extensions],
+                "summary": extension_line(self.extensions, self.status) or None,
+            },
             "axis": d.axis,
             "sizes": d.sizes,
             "steps": d.steps,
@@ -328,6 +345,15 @@ class CoordReport:
             "level": d.level.mean(axis=1).tolist(),
             "change": d.change.mean(axis=1).tolist(),
         }
+
+
+def extension_line(rounds: list[Extension], status: str) -> str:
+    """One sentence for the rounds that added data, e.g. ``Extended: inconclusive at widths
+    64-512 on hidden change; added width 1024 -> PASSED`` ("" when none ran)."""
+    if not rounds:
+        return ""
+    word = {"pass": "PASSED", "fail": "FAILED", "inconclusive": "still INCONCLUSIVE"}[status]
+    return "Extended: " + "; then ".join(r.line() for r in rounds) + f" → {word}"
 
 
 def _num(x: float) -> float | None:
@@ -357,12 +383,10 @@ def _outside(s: Slope) -> float:
     return max(s.lo - s.slope, s.slope - s.hi)
 
 
-def advice(entries: list[Slope], data: CoordData) -> str:
-    """Seeds (same widths) or widths (same seeds) that would shrink every undecided
-    interval below its distance to the nearer band edge; steps help only when the
-    statistic exists at one step."""
-    if not entries:
-        return ""
+def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
+    """(seeds, octaves): the seeds (same widths) or the doublings of the widest width (same
+    seeds) that would shrink every undecided interval below its distance to the nearer band
+    edge, with the present estimates (octaves: at most 6; 0 when no entry says)."""
     seeds_needed, octaves_needed = data.seeds, 0
     x = np.log2(np.asarray(data.sizes, float))
     sxx = float(np.sum((x - x.mean()) ** 2))
@@ -388,6 +412,16 @@ def advice(entries: list[Slope], data: CoordData) -> str:
             if need * math.sqrt(sxx / float(np.sum((arr - arr.mean()) ** 2))) < 1.0:
                 break
         octaves_needed = max(octaves_needed, k)
+    return seeds_needed, octaves_needed
+
+
+def advice(entries: list[Slope], data: CoordData) -> str:
+    """Seeds (same widths) or widths (same seeds) that would shrink every undecided
+    interval below its distance to the nearer band edge; steps help only when the
+    statistic exists at one step."""
+    if not entries:
+        return ""
+    seeds_needed, octaves_needed = needs(entries, data)
     name = "widths" if data.axis == "width" else "depths"
     if seeds_needed > 32:
         parts = [f"more than 32 seeds (same {name})"]
@@ -603,13 +637,20 @@ def _band_of(sig: Sig, s: Slope, tol: float | None) -> tuple[float | None, float
 
 
 def judge(
-    slopes: list[Slope], table: dict[str, Sig], tol: float | None = None, *, n_extra: int = 0
+    slopes: list[Slope],
+    table: dict[str, Sig],
+    tol: float | None = None,
+    *,
+    n_extra: int = 0,
+    looks: int = 1,
 ) -> list[Slope]:
     """Copies of ``slopes`` with band, intervals and status against ``table``; ``n_extra``:
-    other tests of the same run (the ε probe) in the Bonferroni count."""
+    other tests of the same run (the ε probe) in the Bonferroni count; ``looks``: how many
+    times the check may judge growing data (1 + the extension rounds,
+    :mod:`muscale.coord.extend`), also in the Bonferroni count."""
     out = []
     bands = [_band_of(table[s.kind], s, tol) for s in slopes]
-    n_judged = max(1, sum(b is not None for b in bands) + n_extra)
+    n_judged = max(1, sum(b is not None for b in bands) + n_extra) * max(1, looks)
     fail_conf = 1.0 - (1.0 - FAIL_CONFIDENCE) / n_judged  # Bonferroni
     for s, b in zip(slopes, bands, strict=True):
         d = asdict(s)
@@ -703,11 +744,15 @@ def report(
     expect: str | None = None,
     tol: float | None = None,
     eps_horizon: float | None = None,
+    looks: int = 1,
 ) -> CoordReport:
     """Fit, judge against ``expect`` (default: the scheme/alpha the run's plan claims) and
     find the closest signature. ``tol`` replaces the calibrated allowances of every band
     (default: the tables' own, see :data:`WIDTH_EXPECT`). ``eps_horizon``: the width the
-    Adam-ε probe extrapolates to (default :data:`muscale.coord.eps_probe.EPS_HORIZON`)."""
+    Adam-ε probe extrapolates to (default :data:`muscale.coord.eps_probe.EPS_HORIZON`).
+    ``looks``: the most times this check judges (1 + its extension rounds): the FAIL level
+    is family-wise over every entry of every look (Bonferroni), so a correct model is FAILED
+    with probability < 5 % however many of the looks happen."""
     name = expectation_name(data, expect)
     if tol is not None:
         tol = float(tol)
@@ -718,8 +763,8 @@ def report(
     raw, skipped = fit_slopes(data)
     table = table_for(name, data.axis, data.family)
     n_judged = sum(_band_of(table[s.kind], s, tol) is not None for s in raw)
-    eps = probe_eps(data, name, eps_horizon, n_judged + 1)
-    judged = judge(raw, table, tol, n_extra=int(eps is not None))
+    eps = probe_eps(data, name, eps_horizon, (n_judged + 1) * looks)
+    judged = judge(raw, table, tol, n_extra=int(eps is not None), looks=looks)
     names = list(DEPTH_EXPECT) if data.axis == "depth" else ["mup", "ntk", "sp"]
     dists = {n: distance(raw, table_for(n, data.axis, data.family)) for n in names}
     signature = min(dists, key=lambda n: dists[n])
@@ -744,4 +789,5 @@ def report(
         distances=dists,
         notes=notes,
         eps=eps,
+        looks=looks,
     )

@@ -71,6 +71,10 @@ def sample_points(space: Mapping[str, Range], n: int, seed: int) -> list[Point]:
     return points
 
 
+def _finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None
+
+
 def mean_loss(losses: Losses, trials: list[Trial]) -> float | None:
     """Mean over the trials (seeds) of one point; inf if any diverged; None until all ran."""
     vals = []
@@ -264,7 +268,19 @@ def best_point(scored: list[tuple[Point, float]]) -> tuple[Point, float] | None:
 
 
 class Confirm(_Points):
-    """Sweeps each confirmed hyperparameter around the found point at every proxy."""
+    """Sweeps each confirmed hyperparameter around the found point at every proxy.
+
+    A curve at the third proxy and beyond is **centred on the trend** of the narrower
+    proxies' optima (least squares of log2 optimum on log2 width, extrapolated), rounded to
+    the lattice ``found value x 2^(spacing k)``, instead of on the found value: when an
+    optimum drifts with width (TP5 Fig. 1's SP LR; a finite-width drift of α_out), a curve
+    centred on the found value has its best point on the edge at the widest (most expensive)
+    proxies and needs ``extend`` extra points there. Centring on the trend keeps the optimum
+    inside the curve; when nothing drifts the offset rounds to 0 and the curves of the
+    different parameters keep sharing their centre trial. The first two proxies (no trend
+    yet) are centred on the found point and run at once; a later proxy starts when every
+    narrower proxy's curves are complete.
+    """
 
     def __init__(self, cfg: SweepConfig, scheme: str, point: Point) -> None:
         super().__init__(cfg, scheme)
@@ -280,15 +296,17 @@ class Confirm(_Points):
         p = dict(self.point, **{q: _round(value, self.space[q])})
         return self.trials(p, scale_value=scale_value, seeds=self.cfg.confirm.seeds)
 
-    def curve_round(self, q: str, s: int, losses: Losses) -> list[Trial]:
+    def curve(self, q: str, s: int, losses: Losses, centre: float = 0.0) -> tuple[list, list]:
+        """(trials still to run, offsets of the curve so far) of ``q`` at proxy ``s``; no
+        trials left means the curve is complete (extended while its best was on an edge)."""
         c = self.cfg.confirm
-        xs = list(self.initial)
+        xs = [centre + x for x in self.initial]
         while True:
             missing = [t for x in xs for t in self.curve_trials(q, s, x) if t.key not in losses]
             if missing:
-                return missing
+                return missing, xs
             if len(xs) - len(self.initial) >= c.extend:
-                return []
+                return [], xs
             means = {x: mean_loss(losses, self.curve_trials(q, s, x)) for x in xs}
             finite = {x: m for x, m in means.items() if m is not None and math.isfinite(m)}
             if not finite:
@@ -300,7 +318,48 @@ class Confirm(_Points):
             elif xb == max(xs):
                 xs.append(max(xs) + c.spacing)
             else:
-                return []
+                return [], xs
+
+    def curve_round(self, q: str, s: int, losses: Losses) -> list[Trial]:
+        """The trials ``q``'s curve at proxy ``s`` needs now (see :meth:`curve`)."""
+        centre = self.centre(q, s, losses)
+        return [] if centre is None else self.curve(q, s, losses, centre)[0]
+
+    def optimum(self, q: str, s: int, losses: Losses, centre: float) -> float | None:
+        """log2(optimum / found value) of a complete curve: the quadratic vertex of the
+        mean-over-seeds losses (:func:`muscale.sweep.optima.optimum_1d`); None if every
+        point diverged."""
+        from muscale.sweep.optima import optimum_1d
+
+        _, xs = self.curve(q, s, losses, centre)
+        by_x = {
+            x: {t.seed: _finite_or_none(losses[t.key][1]) for t in self.curve_trials(q, s, x)}
+            for x in xs
+        }
+        opt = optimum_1d(by_x, n_boot=0)
+        return None if opt is None else opt.x_opt
+
+    def centre(self, q: str, s: int, losses: Losses) -> float | None:
+        """Offset (octaves from the found value, a multiple of ``spacing``) of ``q``'s curve
+        at proxy ``s``; None while a narrower proxy's curve of ``q`` is incomplete."""
+        scales = self.cfg.scales()
+        k = scales.index(s)
+        if k < 2:
+            return 0.0
+        logs, opts = [], []
+        for s_prev in scales[:k]:
+            c_prev = self.centre(q, s_prev, losses)
+            if c_prev is None or self.curve(q, s_prev, losses, c_prev)[0]:
+                return None
+            x = self.optimum(q, s_prev, losses, c_prev)
+            if x is not None:
+                logs.append(math.log2(s_prev))
+                opts.append(x)
+        if len(opts) < 2:
+            return 0.0
+        slope, intercept = np.polyfit(logs, opts, 1)
+        spacing = self.cfg.confirm.spacing
+        return float(round((slope * math.log2(s) + intercept) / spacing) * spacing)
 
     def next_round(self, losses: Losses) -> list[Trial]:
         out: dict[str, Trial] = {}

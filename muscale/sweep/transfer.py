@@ -63,7 +63,10 @@ class TargetConfig:
             raise ConfigError("target.launcher", self.launcher, "choose torchrun or slurm")
 
 
-def _auto(method: str, scheme: str, v: Verdict) -> str:
+def transfer_method(method: str, scheme: str, v: Verdict) -> str:
+    """The transfer method ``method`` stands for: ``mean``/``trend`` as given; ``auto``: the
+    mean when the optimum holds, the trend when it drifts, and when inconclusive the mean
+    for width-independent schemes (μP) and the trend for the others."""
     if method not in METHODS:
         raise ConfigError("method", method, f"choose one of {', '.join(METHODS)}")
     if method != "auto":
@@ -101,7 +104,7 @@ def transferred_lr(
     fit: SweepFit, scheme: str, width: int, method: str
 ) -> tuple[float, tuple[float, float], str]:
     """log2(LR) for the target (its width, or depth for a depth sweep), interval, method."""
-    used = _auto(method, scheme, fit.verdict(scheme))
+    used = transfer_method(method, scheme, fit.verdict(scheme))
     cs = [c for (s, _), c in fit.best.items() if s == scheme]
     x, ci = transfer_log2(
         [c.log2_lr_opt for c in cs], [c.log2_lr_ci for c in cs], fit.trends[scheme], width, used
@@ -156,7 +159,7 @@ def tuned_values(
         name = _short(key)
         pf = param_fits.get(name)
         if pf is not None and len(pf.optima) >= 2 and pf.trend is not None:
-            m = _auto(method, scheme, pf.verdict)
+            m = transfer_method(method, scheme, pf.verdict)
             xv, (lv, hv) = transfer_log2(
                 [o.log2_opt for o in pf.optima], [o.log2_ci for o in pf.optima], pf.trend, target, m
             )
