@@ -14,6 +14,14 @@ t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
     python tools/bench_coord_check.py --repeats 5  # more rounds
     python tools/bench_coord_check.py --threads 1  # OMP_NUM_THREADS for every contender
     python tools/bench_coord_check.py --default-batch  # both on the CLI's default batch, 2 x 16
+    python tools/bench_coord_check.py --seed-paths # add muscale with batch_seeds=True (vmap)
+    python tools/bench_coord_check.py --preimport  # import torch._dynamo before the clock starts
+
+``muscale`` is the default path (one seed at a time); ``--seed-paths`` adds ``muscale-vmap``
+(``batch_seeds=True``: the seeds batched with ``torch.func.vmap``), the same ``collect`` +
+``report`` that ``check_from_configs`` runs. ``--preimport``:
+building any torch optimizer imports ``torch._dynamo`` (~0.8 s, once per process; mup pays
+it too), so with it the table shows the ratio of the work that differs.
 
 Absolute times swing with the machine's load; only the ratio of medians within one run
 means anything, so the contenders run interleaved (the order rotating each round) and the
@@ -40,26 +48,40 @@ def _gpt_cfg(width: int, seq: int = SEQ):
 
 
 def run_muscale(
-    widths: list[int], precision: str = "fp32", batch: int = BATCH, seq: int = SEQ
+    widths: list[int],
+    precision: str = "fp32",
+    batch: int = BATCH,
+    seq: int = SEQ,
+    batch_seeds: bool = False,
 ) -> dict:
-    from muscale.coord import check_from_configs
+    """What ``check_from_configs`` runs (factory, batch, ``collect``, ``report``), with the
+    seed path chosen by ``batch_seeds`` and, for equal work with mup, no extension rounds
+    (``extend=0``: :mod:`muscale.coord.extend` is not called)."""
+    from muscale.coord import report
+    from muscale.coord.run import collect, config_factory, synthetic_batch
     from muscale.optim.config import OptimConfig
     from muscale.param.config import ParamConfig
 
     t0 = time.perf_counter()
-    rep = check_from_configs(
-        _gpt_cfg(64, seq),
-        ParamConfig(scheme="mup", base_width=64),
-        OptimConfig(name="adam", lr=LR),
+    cfg = _gpt_cfg(64, seq)
+    factory = config_factory(cfg, ParamConfig(scheme="mup", base_width=64))
+    data = collect(
+        factory,
         widths,
+        batch=synthetic_batch(cfg, batch_size=batch, seq_len=seq),
+        optimizer=OptimConfig(name="adam", lr=LR),
         steps=STEPS,
         seeds=SEEDS,
-        batch_size=batch,
-        seq_len=seq,
         precision=precision,
-        extend=0,  # equal work with mup: no extension rounds (muscale.coord.extend)
+        batch_seeds=batch_seeds,
     )
-    return {"wall_s": time.perf_counter() - t0, "records": len(rep.slopes), "status": rep.status}
+    rep = report(data)
+    return {
+        "wall_s": time.perf_counter() - t0,
+        "records": len(rep.slopes),
+        "status": rep.status,
+        "path": data.meta["seed_batching"],
+    }
 
 
 def run_mup(widths: list[int], batch: int = BATCH, seq: int = SEQ) -> dict:
@@ -113,11 +135,14 @@ def run_mup(widths: list[int], batch: int = BATCH, seq: int = SEQ) -> dict:
     return {"wall_s": time.perf_counter() - t0, "records": len(df), "passed": None}
 
 
-def _child(name: str, widths: list[int], batch: int, seq: int) -> None:
+def _child(name: str, widths: list[int], batch: int, seq: int, preimport: bool) -> None:
     import resource
 
+    if preimport:
+        import torch._dynamo  # noqa: F401  (what the first optimizer would import)
     runs = {
         "muscale": lambda w: run_muscale(w, "fp32", batch, seq),
+        "muscale-vmap": lambda w: run_muscale(w, "fp32", batch, seq, batch_seeds=True),
         "muscale-bf16": lambda w: run_muscale(w, "bf16", batch, seq),
         "mup": lambda w: run_mup(w, batch, seq),
     }
@@ -126,13 +151,16 @@ def _child(name: str, widths: list[int], batch: int, seq: int) -> None:
     print(json.dumps(res))
 
 
-def _run_child(name: str, widths: list[int], threads: int | None, batch: int, seq: int) -> dict:
+def _run_child(
+    name: str, widths: list[int], threads: int | None, batch: int, seq: int, preimport: bool
+) -> dict:
     env = dict(os.environ)
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     load = os.getloadavg()[0]
     out = subprocess.run(
-        [sys.executable, __file__, "--child", name, json.dumps(widths), str(batch), str(seq)],
+        [sys.executable, __file__, "--child", name, json.dumps(widths), str(batch), str(seq)]
+        + (["--preimport"] if preimport else []),
         capture_output=True,
         text=True,
         check=True,
@@ -143,13 +171,23 @@ def _run_child(name: str, widths: list[int], threads: int | None, batch: int, se
     return res
 
 
+def _uptime() -> str:
+    return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+
+
 def _arg(flag: str, default: int | None) -> int | None:
     return int(sys.argv[sys.argv.index(flag) + 1]) if flag in sys.argv else default
 
 
 def main() -> None:
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        _child(sys.argv[2], json.loads(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        _child(
+            sys.argv[2],
+            json.loads(sys.argv[3]),
+            int(sys.argv[4]),
+            int(sys.argv[5]),
+            "--preimport" in sys.argv,
+        )
         return
     widths = [64, 128, 256] if "--small" in sys.argv else WIDTHS
     if "--to512" in sys.argv:
@@ -158,23 +196,33 @@ def main() -> None:
     # --default-batch: the CLI's calibrated protocol (conf/coord_check.yaml: 2 x 16 tokens)
     batch, seq = (2, 16) if "--default-batch" in sys.argv else (BATCH, SEQ)
     names = ["muscale", "mup"] + (["muscale-bf16"] if "--bf16" in sys.argv else [])
+    if "--seed-paths" in sys.argv:
+        names += ["muscale-vmap"]
+    preimport = "--preimport" in sys.argv
+    print(f"uptime before: {_uptime()}")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(repeats):  # interleaved, the order rotating each round
         order = names[r % len(names) :] + names[: r % len(names)]
         for name in order:
-            runs[name].append(_run_child(name, widths, threads, batch, seq))
+            runs[name].append(_run_child(name, widths, threads, batch, seq, preimport))
     print(
         f"GPT coord check: widths {widths}, depth {DEPTH}, batch {batch}x{seq}, "
         f"{STEPS} steps, {SEEDS} seeds, Adam lr {LR}, CPU, "
         f"{threads or 'default'} threads, {repeats} interleaved rounds"
+        + (", torch._dynamo imported before the clock" if preimport else "")
     )
-    print("| contender | runs s (1-min load before each) | median s | peak RSS MB | mup / it |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    head = "| contender | seed path | runs s (1-min load before each) | median s | peak RSS MB |"
+    print(head + " mup / it |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
     med = {n: statistics.median(r["wall_s"] for r in rs) for n, rs in runs.items()}
     for name, rs in runs.items():
-        each = ", ".join(f"{r['wall_s']:.1f} ({r['load']:.1f})" for r in rs)
+        each = ", ".join(f"{r['wall_s']:.2f} ({r['load']:.1f})" for r in rs)
         rss = max(r["maxrss_mb"] for r in rs)
-        print(f"| {name} | {each} | {med[name]:.1f} | {rss:.0f} | {med['mup'] / med[name]:.2f}x |")
+        path = rs[0].get("path", "")
+        print(
+            f"| {name} | {path} | {each} | {med[name]:.2f} | {rss:.0f} | "
+            f"{med['mup'] / med[name]:.2f}x |"
+        )
     per_round = [
         u["wall_s"] / m["wall_s"] for m, u in zip(runs["muscale"], runs["mup"], strict=True)
     ]

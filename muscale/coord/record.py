@@ -12,6 +12,11 @@ statistic into a preallocated tensor on the model's device, so there is no host 
 Attention logits are never materialised by ``scaled_dot_product_attention``; the hook on
 ``attn.probe`` computes :math:`q k^\top \cdot \text{scale}` from its inputs and averages over
 the causal (lower-triangular) entries only, the ones the softmax sees.
+
+:class:`Taps` is the same hook without the preallocated tensor, for the seed-batched path
+(:mod:`muscale.coord.batched`): inside ``torch.func.vmap`` nothing can be written into an
+outside tensor, so the hooked values flow out of the vmapped function and :func:`level` /
+:func:`change` reduce them there, with the same arithmetic as :class:`Recorder`.
 """
 
 from __future__ import annotations
@@ -50,6 +55,32 @@ def _first_tensor(out: Any) -> Tensor:
     )
 
 
+def hooked_value(
+    point: Point, module: nn.Module, args: tuple[Any, ...], out: Any
+) -> tuple[Tensor, float, bool]:
+    """What a point records from one forward: ``(x, n, fresh)``, the tensor to reduce, the
+    number of entries its mean runs over, and whether ``x`` is a new tensor (the attention
+    logits) rather than a module output that a later in-place op could change."""
+    with torch.no_grad():
+        if point.kind == "attn_logits":
+            q, k = args[0].detach(), args[1].detach()
+            x = attention_logits(q, k, float(module.scale))  # type: ignore[arg-type]
+            t = q.shape[-2]
+            return x, x.numel() / (t * t) * t * (t + 1) / 2, True  # causal entries
+        x = _first_tensor(out).detach()
+        return x, float(x.numel()), False
+
+
+def level(x: Tensor, n: float) -> Tensor:
+    r""":math:`A_t = \operatorname{mean}|x_t|` (float32 accumulation)."""
+    return torch.linalg.vector_norm(x, 1, dtype=torch.float32) / n
+
+
+def change(x: Tensor, x0: Tensor, n: float) -> Tensor:
+    r""":math:`D_t = \operatorname{mean}|x_t - x_0|` (float32 accumulation)."""
+    return torch.linalg.vector_norm(torch.sub(x, x0), 1, dtype=torch.float32) / n
+
+
 class Recorder:
     """Hooks on ``points`` of ``model`` filling ``stats[point, t, (level, change)]``.
 
@@ -64,7 +95,6 @@ class Recorder:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
         self.stats = torch.zeros(len(self.points), steps + 1, 2, device=device)
         self._x0: dict[int, Tensor] = {}
-        self._counts: dict[int, float] = {}
         self._handles: list[Any] = []
 
     def __enter__(self) -> Recorder:
@@ -80,31 +110,49 @@ class Recorder:
         self._x0.clear()
 
     def _hook(self, i: int, point: Point) -> Any:
-        logits = point.kind == "attn_logits"
-
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            x, n, fresh = hooked_value(point, module, args, out)
             with torch.no_grad():
-                if logits:
-                    q, k = args[0].detach(), args[1].detach()
-                    x = attention_logits(q, k, float(module.scale))
-                    if i not in self._counts:  # causal entries per (batch, head)
-                        t = q.shape[-2]
-                        self._counts[i] = x.numel() / (t * t) * t * (t + 1) / 2
-                    n, fresh = self._counts[i], True
-                else:
-                    x = _first_tensor(out).detach()
-                    n, fresh = x.numel(), False
                 self._record(i, x, n, fresh)
 
         return hook
 
     def _record(self, i: int, x: Tensor, n: float, fresh: bool) -> None:
         t = self.t
-        self.stats[i, t, 0] = torch.linalg.vector_norm(x, 1, dtype=torch.float32) / n
+        self.stats[i, t, 0] = level(x, n)
         if t == 0:
             # the one copy the change statistic needs (a module output could be modified in
             # place downstream; logits computed here are ours already)
             self._x0[i] = x if fresh else x.clone()
         else:
-            diff = torch.sub(x, self._x0[i])
-            self.stats[i, t, 1] = torch.linalg.vector_norm(diff, 1, dtype=torch.float32) / n
+            self.stats[i, t, 1] = change(x, self._x0[i], n)
+
+
+class Taps:
+    """Hooks on ``points`` of ``model`` that keep, per forward, each point's
+    :func:`hooked_value` in :attr:`values` (the point's index -> ``(x, n, fresh)``); the
+    caller reduces them. For forwards inside ``torch.func`` transforms, where a hook cannot
+    write into a tensor made outside."""
+
+    def __init__(self, model: nn.Module, points: Sequence[Point]) -> None:
+        self.model = model
+        self.points = list(points)
+        self.values: dict[int, tuple[Tensor, float, bool]] = {}
+        self._handles: list[Any] = []
+
+    def __enter__(self) -> Taps:
+        modules = dict(self.model.named_modules())
+        for i, p in enumerate(self.points):
+            self._handles.append(modules[p.name].register_forward_hook(self._hook(i, p)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+    def _hook(self, i: int, point: Point) -> Any:
+        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
+            self.values[i] = hooked_value(point, module, args, out)
+
+        return hook

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from muscale.coord import eps_probe
+from muscale.coord import batched, eps_probe
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
@@ -188,6 +188,99 @@ def train_and_record(
         return rec.stats, losses
 
 
+@dataclass(kw_only=True)
+class _Job:
+    """What every size of a check shares (the arguments of :func:`collect`)."""
+
+    factory: Factory
+    seeds: int
+    optimizer: Any
+    batch: Batch
+    loss_fn: Callable[[Any, Any], Tensor]
+    points: PointsSpec
+    steps: int
+    axis: str
+    precision: str
+    #: the batched path's memory order per stacked parameter, learnt at the first size
+    layout: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class _SizeRun:
+    """One size's results: ``stats (seeds, points, steps + 1, 2)``, ``losses (seeds, steps +
+    1)``, the ε probe's rows (seed order), the plans, the points, the built optimizer's family."""
+
+    stats: Tensor
+    losses: Tensor
+    eps_rows: list[dict[str, tuple[float, float]]]
+    plans: list[Plan | None]
+    points: list[Point]
+    family: str
+
+
+def _points(job: _Job, model: nn.Module, size: int, ref: list[Point] | None) -> list[Point]:
+    pts = resolve_points(model, job.points, relative=job.axis == "depth")
+    if ref is not None and [p.label for p in pts] != [p.label for p in ref]:
+        raise UserError(
+            f"coord-check: the model at {job.axis}={size} has different points "
+            f"({[p.label for p in pts]}) than the first one"
+        )
+    return pts
+
+
+def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
+    """One model per seed, built and trained in its own forked RNG seeded with the seed."""
+    stats, losses, rows, plans = [], [], [], []
+    pts, family = ref, "adam"
+    for seed in range(job.seeds):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model, plan = _build(job.factory, size, seed)
+            pts = _points(job, model, size, pts)
+            opt = _optimizer(job.optimizer, model, plan)
+            family = optimizer_family(opt)
+            st, ls = train_and_record(
+                model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision
+            )
+            rows.append(eps_probe.measure(model, opt))
+        stats.append(st)
+        losses.append(ls)
+        plans.append(plan)
+        del model, opt
+    assert pts is not None
+    return _SizeRun(torch.stack(stats), torch.stack(losses), rows, plans, pts, family)
+
+
+def _size_batched(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun | str:
+    """All seeds as one vmapped model (:mod:`muscale.coord.batched`), each built exactly as
+    :func:`_size_sequential` builds it; the reason, as a string, when they cannot be."""
+    built = []
+    for seed in range(job.seeds):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            built.append(_build(job.factory, size, seed))
+    models = [m for m, _ in built]
+    pts = ref
+    for m in models:
+        pts = _points(job, m, size, pts)
+    assert pts is not None
+    opt = _optimizer(job.optimizer, models[0], built[0][1])
+    reason = batched.unbatchable(models, opt)
+    if reason is not None:
+        return reason
+    device = next((p.device for p in models[0].parameters()), torch.device("cpu"))
+    inputs, target = _to(job.batch[0], device), _to(job.batch[1], device)
+    args = tuple(inputs) if isinstance(inputs, (tuple, list)) else (inputs,)
+    try:
+        st, ls = batched.train_and_record(
+            models, opt, args, target, job.loss_fn, pts, job.steps, job.precision, job.layout
+        )
+    except batched.Unbatchable as exc:
+        return exc.reason
+    rows = [eps_probe.measure(models[0], opt, seed=k) for k in range(job.seeds)]
+    return _SizeRun(st, ls, rows, [p for _, p in built], pts, optimizer_family(opt))
+
+
 def collect(
     factory: Factory,
     sizes: Sequence[int],
@@ -200,6 +293,7 @@ def collect(
     points: PointsSpec = None,
     axis: str = "width",
     precision: str = "fp32",
+    batch_seeds: bool = False,
 ) -> CoordData:
     """Train ``factory(size[, seed])`` for ``steps`` steps per size and seed; record stats.
 
@@ -207,6 +301,14 @@ def collect(
     arguments); ``loss(output, target)`` defaults to :func:`cross_entropy`. Seeds are
     ``0..seeds-1``: passed to a two-argument factory and set as torch's seed (in a forked
     RNG state, so the caller's global RNG is untouched) around building and training.
+
+    ``batch_seeds=True`` runs each size's seeds as one ``vmap``-batched model
+    (:mod:`muscale.coord.batched`; the same numbers to float rounding); a model or
+    optimizer that cannot be batched then runs sequentially. ``meta["seed_batching"]`` says
+    which path ran (``vmap``, ``sequential`` or ``mixed``) and ``meta["seed_batching_reason"]``
+    why not ``vmap``. Off by default: on a CPU it was slower than one seed at a time (the
+    matmuls dominate and ``bmm`` is no faster than three ``mm``; it also holds all seeds'
+    models and Adam states at once, 2.5x the peak memory; docs/coord_check.md, "Speed").
     """
     validate(sizes, steps, seeds, axis)
     check_choice("precision", precision, PRECISIONS)
@@ -219,35 +321,42 @@ def collect(
     plans: list[Plan | None] = []
     opt_family: str | None = None
     eps_rows: list[dict[str, tuple[float, float]]] = []  # Adam's ε and √v̂ (eps_probe)
+    reason: str | None = None if batch_seeds else "batch_seeds=False"
+    paths: list[str] = []
+    job = _Job(
+        factory=factory,
+        seeds=seeds,
+        optimizer=optimizer,
+        batch=batch,
+        loss_fn=loss_fn,
+        points=points,
+        steps=steps,
+        axis=axis,
+        precision=precision,
+    )
     t0 = time.perf_counter()
     for si, size in enumerate(sizes):
-        for seed in range(seeds):
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                model, plan = _build(factory, int(size), seed)
-                plans.append(plan)
-                pts = resolve_points(model, points, relative=axis == "depth")
-                if pts_ref is None:
-                    pts_ref = pts
-                    shape = (n_sizes, seeds, len(pts), steps + 1)
-                    level, change = np.zeros(shape), np.zeros(shape)
-                elif [p.label for p in pts] != [p.label for p in pts_ref]:
-                    raise UserError(
-                        f"coord-check: the model at {axis}={size} has different points "
-                        f"({[p.label for p in pts]}) than the first one"
-                    )
-                opt = _optimizer(optimizer, model, plan)
-                opt_family = opt_family or optimizer_family(opt)
-                stats, ls = train_and_record(model, opt, batch, loss_fn, pts, steps, precision)
-                eps_rows.append(eps_probe.measure(model, opt))
-            st = stats.double().cpu().numpy()
-            assert level is not None and change is not None
-            level[si, seed], change[si, seed] = st[..., 0], st[..., 1]
-            losses[si, seed] = ls.double().cpu().numpy()
-            del model, opt
+        run: _SizeRun | str = _size_batched(job, int(size), pts_ref) if reason is None else reason
+        if isinstance(run, str):  # not batchable: this size and the rest run one seed at a time
+            reason = run
+            run = _size_sequential(job, int(size), pts_ref)
+        paths.append("sequential" if reason is not None else "vmap")
+        if pts_ref is None:
+            pts_ref = run.points
+            shape = (n_sizes, seeds, len(pts_ref), steps + 1)
+            level, change = np.zeros(shape), np.zeros(shape)
+        assert level is not None and change is not None
+        st = run.stats.double().cpu().numpy()
+        level[si], change[si] = st[..., 0], st[..., 1]
+        losses[si] = run.losses.double().cpu().numpy()
+        eps_rows += run.eps_rows
+        plans += run.plans
+        opt_family = opt_family or run.family
+        del run
     assert pts_ref is not None and level is not None and change is not None
     plan0 = next((p for p in plans if p is not None), None)
     family = plan0.optim_family if plan0 is not None else (opt_family or "adam")
+    path = paths[0] if len(set(paths)) == 1 else "mixed"
     return CoordData(
         axis=axis,
         sizes=[int(s) for s in sizes],
@@ -261,7 +370,12 @@ def collect(
         family=family,
         depth_alpha=plan0.depth_alpha if plan0 is not None else None,
         wall_s=time.perf_counter() - t0,
-        meta={"precision": precision, "eps": eps_probe.stack(eps_rows, n_sizes, seeds)},
+        meta={
+            "precision": precision,
+            "eps": eps_probe.stack(eps_rows, n_sizes, seeds),
+            "seed_batching": path,
+            "seed_batching_reason": reason,
+        },
     )
 
 
