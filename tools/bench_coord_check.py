@@ -180,6 +180,9 @@ def _arg(flag: str, default: int | None) -> int | None:
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv):
+        print(__doc__)
+        return
     if len(sys.argv) > 2 and sys.argv[1] == "--child":
         _child(
             sys.argv[2],

@@ -87,6 +87,10 @@ def unbatchable(models: Sequence[nn.Module], opt: torch.optim.Optimizer) -> str 
 def _elementwise(cls: type) -> bool:
     """One of :data:`ELEMENTWISE`, or a subclass that does not define its own ``step``
     (compared by class dictionaries: torch wraps ``step`` on the class at construction)."""
+    from muscale.coord.functional_optim import FunctionalOptimizer
+
+    if cls is FunctionalOptimizer:  # the same kernels as ELEMENTWISE's steps
+        return True
     for c in cls.__mro__:
         if c in ELEMENTWISE:
             return True
