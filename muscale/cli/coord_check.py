@@ -12,7 +12,8 @@ decide: the message says which seeds or widths would).
 An INCONCLUSIVE verdict first collects more data and judges all of it again, up to
 ``extend=`` rounds (default 2): the widest width doubled when a slope drifts at finite width,
 more seeds when the interval is wide from seed noise, never beyond ``max_size=`` (default 4x
-the largest width) nor a width that would not fit in memory. One line says what was added and why; ``extend=0`` turns it off.
+the largest width) nor a width that would not fit in memory. One line says what was added
+and why; ``extend=0`` turns it off.
 
 Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
 checked for SP's signature); ``expect=mup`` asks whether the model is μP.

@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import stats as sps
@@ -60,8 +60,15 @@ from muscale.coord.eps_probe import EpsVerdict
 from muscale.coord.run import CoordData
 from muscale.errors import UserError
 
-if TYPE_CHECKING:
-    from muscale.coord.extend import Extension
+
+class Round(Protocol):
+    """What a report needs of an extension round (:class:`muscale.coord.extend.Extension`,
+    which imports this module, so it is described here rather than imported)."""
+
+    def line(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
 
 STATUSES = ("pass", "fail", "inconclusive")
 #: PASS: two one-sided tests at 5 % each (Schuirmann 1987), i.e. the 90 % interval lies
@@ -239,7 +246,7 @@ class CoordReport:
     #: planned looks (1 + extension rounds) in the FAIL level's Bonferroni count
     looks: int = 1
     #: the extension rounds that collected more data (muscale.coord.extend), in order
-    extensions: list[Extension] = field(default_factory=list)
+    extensions: list[Round] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Slope]:
@@ -347,7 +354,7 @@ class CoordReport:
         }
 
 
-def extension_line(rounds: list[Extension], status: str) -> str:
+def extension_line(rounds: list[Round], status: str) -> str:
     """One sentence for the rounds that added data, e.g. ``Extended: inconclusive at widths
     64-512 on hidden change; added width 1024 -> PASSED`` ("" when none ran)."""
     if not rounds:
