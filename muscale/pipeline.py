@@ -58,11 +58,13 @@ class Verdict:
     def of(cls, pf: Any) -> Verdict:
         """The summary row of a :class:`~muscale.sweep.optima.ParamFit`."""
         t = pf.trend
+        # an interval is quoted only with seed noise behind it (>= 2 seeds at every width)
+        quoted = t is not None and all(o.n_seeds >= 2 for o in pf.optima)
         return cls(
             param=pf.param,
             kind=pf.verdict.kind,
             slope=float(t.slope) if t is not None else math.nan,
-            ci=(float(t.ci[0]), float(t.ci[1])) if t is not None else (math.nan, math.nan),
+            ci=(float(t.ci[0]), float(t.ci[1])) if quoted else (math.nan, math.nan),
             optima={int(o.scale_value): float(o.value) for o in pf.optima},
             reason=pf.verdict.reason,
             next=pf.verdict.next,

@@ -79,6 +79,7 @@ def test_verdict_inconclusive_on_the_edge_and_with_wide_intervals() -> None:
     assert across.kind == "inconclusive" and "across an edge" in across.reason
     one = _verdict({32: -7, 64: -7}, seeds=(0,))
     assert one.kind == "inconclusive" and "seed" in one.reason
+    assert all(math.isnan(x) for x in one.ci)  # no interval quoted without seed noise
 
 
 def test_quick_profile_and_the_8x_rule() -> None:
