@@ -81,58 +81,11 @@ def change(x: Tensor, x0: Tensor, n: float) -> Tensor:
     return torch.linalg.vector_norm(torch.sub(x, x0), 1, dtype=torch.float32) / n
 
 
-class Recorder:
-    """Hooks on ``points`` of ``model`` filling ``stats[point, t, (level, change)]``.
-
-    Use as a context manager; set :attr:`t` before each forward. A forward with ``t == 0``
-    stores :math:`x_0`; later ones compute the change against it.
-    """
-
-    def __init__(self, model: nn.Module, points: Sequence[Point], steps: int) -> None:
-        self.model = model
-        self.points = list(points)
-        self.t = 0
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        self.stats = torch.zeros(len(self.points), steps + 1, 2, device=device)
-        self._x0: dict[int, Tensor] = {}
-        self._handles: list[Any] = []
-
-    def __enter__(self) -> Recorder:
-        modules = dict(self.model.named_modules())
-        for i, p in enumerate(self.points):
-            self._handles.append(modules[p.name].register_forward_hook(self._hook(i, p)))
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles.clear()
-        self._x0.clear()
-
-    def _hook(self, i: int, point: Point) -> Any:
-        def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            x, n, fresh = hooked_value(point, module, args, out)
-            with torch.no_grad():
-                self._record(i, x, n, fresh)
-
-        return hook
-
-    def _record(self, i: int, x: Tensor, n: float, fresh: bool) -> None:
-        t = self.t
-        self.stats[i, t, 0] = level(x, n)
-        if t == 0:
-            # the one copy the change statistic needs (a module output could be modified in
-            # place downstream; logits computed here are ours already)
-            self._x0[i] = x if fresh else x.clone()
-        else:
-            self.stats[i, t, 1] = change(x, self._x0[i], n)
-
-
 class Taps:
-    """Hooks on ``points`` of ``model`` that keep, per forward, each point's
-    :func:`hooked_value` in :attr:`values` (the point's index -> ``(x, n, fresh)``); the
-    caller reduces them. For forwards inside ``torch.func`` transforms, where a hook cannot
-    write into a tensor made outside."""
+    """Hooks on ``points`` of ``model`` that hand each point's :func:`hooked_value` to
+    :meth:`take` at every forward; this class keeps them in :attr:`values` (the point's index
+    -> ``(x, n, fresh)``) for the caller to reduce: forwards inside ``torch.func``
+    transforms, where a hook cannot write into a tensor made outside."""
 
     def __init__(self, model: nn.Module, points: Sequence[Point]) -> None:
         self.model = model
@@ -153,6 +106,45 @@ class Taps:
 
     def _hook(self, i: int, point: Point) -> Any:
         def hook(module: nn.Module, args: tuple[Any, ...], out: Any) -> None:
-            self.values[i] = hooked_value(point, module, args, out)
+            self.take(i, *hooked_value(point, module, args, out))
 
         return hook
+
+    def take(self, i: int, x: Tensor, n: float, fresh: bool) -> None:
+        self.values[i] = (x, n, fresh)
+
+
+class Recorder(Taps):
+    """Hooks on ``points`` of ``model`` filling ``stats[point, t, (level, change)]``.
+
+    Use as a context manager; set :attr:`t` before each forward. A forward with ``t == 0``
+    stores :math:`x_0`; later ones compute the change against it. The statistics are
+    reduced inside the hook, into a preallocated tensor on the model's device (no host sync
+    per step, and no module output kept beyond :math:`x_0`).
+    """
+
+    def __init__(self, model: nn.Module, points: Sequence[Point], steps: int) -> None:
+        super().__init__(model, points)
+        self.t = 0
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        self.stats = torch.zeros(len(self.points), steps + 1, 2, device=device)
+        self._x0: dict[int, Tensor] = {}
+
+    def __enter__(self) -> Recorder:
+        super().__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        super().__exit__(*exc)
+        self._x0.clear()
+
+    @torch.no_grad()
+    def take(self, i: int, x: Tensor, n: float, fresh: bool) -> None:
+        t = self.t
+        self.stats[i, t, 0] = level(x, n)
+        if t == 0:
+            # the one copy the change statistic needs (a module output could be modified in
+            # place downstream; logits computed here are ours already)
+            self._x0[i] = x if fresh else x.clone()
+        else:
+            self.stats[i, t, 1] = change(x, self._x0[i], n)
