@@ -9,12 +9,12 @@ import sys
 
 import pytest
 import yaml
+from store_records import done_record
 
 from muscale.errors import ConfigError
 from muscale.hydra_app import compose
 from muscale.pipeline import Verdict, run_pipeline, settings
 from muscale.sweep.optima import fit_param
-from muscale.sweep.store import Record
 
 QUAD = lambda x, x0: (x - x0) ** 2  # noqa: E731  loss vs log2(value), optimum at x0
 
@@ -30,26 +30,15 @@ def _verdict(opt_log2: dict[int, float], noise: dict[int, float] | None = None, 
             for x in range(-10, -3):
                 loss = 2.0 + QUAD(x, x0 + shift)
                 recs.append(
-                    Record(
+                    done_record(
                         key=f"{w}-{seed}-{x}",
                         sweep="mup_confirm",
-                        status="done",
                         scheme="mup",
                         width=w,
-                        depth=2,
                         seed=seed,
                         lr=2.0**x,
+                        loss=loss,
                         hparams={"param.output_mult": 1.0},
-                        final_loss=loss,
-                        final_eval_loss=loss,
-                        best_eval_loss=loss,
-                        diverged=False,
-                        wall_time=1.0,
-                        attempts=1,
-                        git_commit=None,
-                        run_dir=None,
-                        config={},
-                        error=None,
                     )
                 )
     return Verdict.of(fit_param(recs, param="lr", scale="width", scheme="mup", tol=0.15))

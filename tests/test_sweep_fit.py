@@ -7,11 +7,12 @@ import multiprocessing as mp
 
 import numpy as np
 import pytest
+from store_records import done_record
 
 from muscale.errors import UserError
 from muscale.sweep.config import SweepConfig
 from muscale.sweep.optima import fit_sweep
-from muscale.sweep.store import Record, Store
+from muscale.sweep.store import Store
 from muscale.sweep.strategy import AdaptivePlanner, GridPlanner, next_x
 
 
@@ -38,26 +39,14 @@ def _records(
                 div = diverge_above is not None and x > diverge_above
                 loss = None if div else _loss(x, opt_of_width(w), w, noise, rng)
                 recs.append(
-                    Record(
+                    done_record(
                         key=f"{scheme}{w}{x}{s}",
                         sweep="t",
-                        status="done",
                         scheme=scheme,
                         width=w,
-                        depth=2,
                         seed=s,
                         lr=2.0**x,
-                        hparams={},
-                        final_loss=loss,
-                        final_eval_loss=loss,
-                        best_eval_loss=loss,
-                        diverged=div,
-                        wall_time=1.0,
-                        attempts=1,
-                        git_commit=None,
-                        run_dir=None,
-                        config={},
-                        error=None,
+                        loss=loss,
                     )
                 )
     return recs

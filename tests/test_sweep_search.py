@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+from store_records import done_record
 
 from muscale.sweep.config import STOP_AT, SweepConfig
 from muscale.sweep.driver import drive, trial_steps
@@ -175,33 +176,21 @@ def _config(t: Trial) -> dict:
 
 
 def records_of(losses) -> list[Record]:
-    out = []
-    for t, loss in losses.values():
-        ok = math.isfinite(loss)
-        out.append(
-            Record(
-                key=t.key,
-                sweep=t.sweep,
-                status="done",
-                scheme=t.scheme,
-                width=t.width,
-                depth=t.depth if t.depth is not None else 2,
-                seed=t.seed,
-                lr=t.lr,
-                hparams=dict(t.hparams),
-                final_loss=loss if ok else None,
-                final_eval_loss=loss if ok else None,
-                best_eval_loss=loss if ok else None,
-                diverged=not ok,
-                wall_time=1.0,
-                attempts=1,
-                git_commit=None,
-                run_dir=None,
-                config=_config(t),
-                error=None,
-            )
+    return [
+        done_record(
+            key=t.key,
+            sweep=t.sweep,
+            scheme=t.scheme,
+            width=t.width,
+            depth=t.depth if t.depth is not None else 2,
+            seed=t.seed,
+            lr=t.lr,
+            loss=loss if math.isfinite(loss) else None,
+            hparams=t.hparams,
+            config=_config(t),
         )
-    return out
+        for t, loss in losses.values()
+    ]
 
 
 def _confirmed(drift: float = 0.0, noise: float = 0.0, seeds=(0, 1), strategy="tpe"):
