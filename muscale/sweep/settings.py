@@ -21,6 +21,7 @@ from typing import Any
 
 from muscale.errors import UserError
 from muscale.sweep.trial_spec import Trial
+from muscale.train.logging import flatten
 
 #: config keys (or key prefixes, ending in ".") that do not change a trial's result
 EXECUTION_KEYS = (
@@ -40,22 +41,13 @@ EXECUTION_KEYS = (
 )
 
 
-def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(d, dict):
-        return {prefix.rstrip("."): d}
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(_flatten(v, f"{prefix}{k}."))
-    return out
-
-
 def _compared(key: str) -> bool:
     return not any(key.startswith(e) if e.endswith(".") else key == e for e in EXECUTION_KEYS)
 
 
 def differences(stored: dict[str, Any], current: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """``(key, stored value, current value)`` for every compared key that differs."""
-    a, b = _flatten(stored), _flatten(current)
+    a, b = flatten(stored), flatten(current)
     missing = object()
     out = []
     for k in sorted(a.keys() | b.keys()):
@@ -75,7 +67,7 @@ def check_same_settings(
     """Raise :class:`UserError` when ``sweep``'s finished trials in ``store`` were trained
     with other shared settings than ``compose_trial`` (a trial -> its training config, as the
     trial job would build it now) gives; a sweep with no finished trial passes."""
-    done = store.records(sweep)
+    done = store.records(sweep, limit=1)
     if not done:
         return
     rec = done[0]

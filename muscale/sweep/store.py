@@ -425,7 +425,11 @@ class Store:
         self._update(key, {"status": "failed", "error": error[:2000], "owner": None})
 
     # -- reads ---------------------------------------------------------------------------
-    def records(self, sweep: str | None = None, *, status: str | None = "done") -> list[Record]:
+    def records(
+        self, sweep: str | None = None, *, status: str | None = "done", limit: int | None = None
+    ) -> list[Record]:
+        """Rows of ``sweep`` (all sweeps: None) with ``status`` (any: None), ordered by
+        scheme, width and LR; ``limit``: at most that many (without reading the rest)."""
         sa = self._sa
         if sweep is not None:
             check_sweep_name(sweep, "sweep")
@@ -437,7 +441,11 @@ class Store:
             q = q.where(self.table.c.status == status)
         with _db_errors(self.name), self.engine.connect() as conn:
             rows = (
-                conn.execute(q.order_by(self.table.c.scheme, self.table.c.width, self.table.c.lr))
+                conn.execute(
+                    q.order_by(self.table.c.scheme, self.table.c.width, self.table.c.lr).limit(
+                        limit
+                    )
+                )
                 .mappings()
                 .all()
             )
