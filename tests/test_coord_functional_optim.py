@@ -82,7 +82,6 @@ def test_the_coordinate_check_does_not_import_dynamo() -> None:
         "rep = check_from_configs({'family': 'gpt', 'width': 32, 'depth': 2, 'n_heads': 4,"
         " 'vocab_size': 64, 'seq_len': 16}, {'scheme': 'mup'}, {'name': 'adamw', 'lr': 0.01},"
         " [32, 64], steps=2, seeds=2, extend=0)\n"
-        "assert rep.status in ('pass', 'fail', 'inconclusive')\n"
         "print('torch._dynamo' in sys.modules)\n"
     )
     out = subprocess.run(

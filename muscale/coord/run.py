@@ -389,8 +389,11 @@ def optimizer_family(opt: torch.optim.Optimizer) -> str:
     """The rule-table column of a built optimizer without a plan: ``sgd`` for
     ``torch.optim.SGD`` and its subclasses (mup's ``MuSGD`` builds one), else ``adam``
     (adaptive: Adam, AdamW and the like)."""
-    rule = getattr(opt, "rule", None)  # a FunctionalOptimizer (muscale.coord.functional_optim)
-    return "sgd" if isinstance(opt, torch.optim.SGD) or rule == "sgd" else "adam"
+    from muscale.coord.functional_optim import FunctionalOptimizer
+
+    if isinstance(opt, FunctionalOptimizer):
+        return "sgd" if opt.rule == "sgd" else "adam"
+    return "sgd" if isinstance(opt, torch.optim.SGD) else "adam"
 
 
 def validate(sizes: Sequence[int], steps: int, seeds: int, axis: str = "width") -> None:

@@ -325,13 +325,12 @@ class Confirm(_Points):
         centre = self.centre(q, s, losses)
         return [] if centre is None else self.curve(q, s, losses, centre)[0]
 
-    def optimum(self, q: str, s: int, losses: Losses, centre: float) -> float | None:
-        """log2(optimum / found value) of a complete curve: the quadratic vertex of the
-        mean-over-seeds losses (:func:`muscale.sweep.optima.optimum_1d`); None if every
-        point diverged."""
+    def optimum(self, q: str, s: int, losses: Losses, xs: list[float]) -> float | None:
+        """log2(optimum / found value) of the complete curve at offsets ``xs``: the quadratic
+        vertex of the mean-over-seeds losses (:func:`muscale.sweep.optima.optimum_1d`); None
+        if every point diverged."""
         from muscale.sweep.optima import optimum_1d
 
-        _, xs = self.curve(q, s, losses, centre)
         by_x = {
             x: {t.seed: _finite_or_none(losses[t.key][1]) for t in self.curve_trials(q, s, x)}
             for x in xs
@@ -349,9 +348,12 @@ class Confirm(_Points):
         logs, opts = [], []
         for s_prev in scales[:k]:
             c_prev = self.centre(q, s_prev, losses)
-            if c_prev is None or self.curve(q, s_prev, losses, c_prev)[0]:
+            if c_prev is None:
                 return None
-            x = self.optimum(q, s_prev, losses, c_prev)
+            todo, xs = self.curve(q, s_prev, losses, c_prev)
+            if todo:
+                return None
+            x = self.optimum(q, s_prev, losses, xs)
             if x is not None:
                 logs.append(math.log2(s_prev))
                 opts.append(x)
