@@ -12,8 +12,11 @@ Steps (each a library call; this module chains them and writes the summary):
    at every proxy width, or for ``grid`` at the widths the search did not cover), so every
    confirmed value gets a verdict across width (holds / drifts / inconclusive);
 4. **SP proxies**: the LR swept at every proxy width under SP (what a user does without μP);
-5. **transfer**: μP's tuned values written into a target config (``target_w<N>.yaml``, with
-   provenance); SP's LR by its own proxies' fit (mean if its optimum holds, else its trend);
+5. **fit and transfer**: per confirmed value the fit and verdict of ``muscale fit``
+   (:func:`muscale.sweep.optima.fit_param` on this store); μP's tuned values written into a
+   target config (``target_w<N>.yaml``, with provenance), each confirmed value by its fit
+   (mean unless it drifts, then its trend), the other searched values as found; SP's LR by
+   its own proxies' fit (mean if its optimum holds, else its trend);
 6. **target runs**: both trained at the target width over ``target.seeds``.
 
 Tuning compute of each scheme is the sum over its proxy trials of CPU-seconds and training
