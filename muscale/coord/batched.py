@@ -41,6 +41,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
 from muscale.coord import record
+from muscale.coord.functional_optim import FunctionalOptimizer
 from muscale.coord.points import Point
 
 #: optimizers whose step is element-wise in every option (so a step on stacked seeds is one
@@ -87,8 +88,6 @@ def unbatchable(models: Sequence[nn.Module], opt: torch.optim.Optimizer) -> str 
 def _elementwise(cls: type) -> bool:
     """One of :data:`ELEMENTWISE`, or a subclass that does not define its own ``step``
     (compared by class dictionaries: torch wraps ``step`` on the class at construction)."""
-    from muscale.coord.functional_optim import FunctionalOptimizer
-
     if cls is FunctionalOptimizer:  # the same kernels as ELEMENTWISE's steps
         return True
     for c in cls.__mro__:
