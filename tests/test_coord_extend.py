@@ -164,11 +164,11 @@ def _case(case):
     return factory, {"steps": case.steps, "seeds": case.seeds, "expect": "mup", **kw}
 
 
-def test_inconclusive_correct_model_is_decided_by_a_wider_width():
+def test_inconclusive_correct_model_is_decided_by_more_data():
     """Issue 11's μP-SGD MLP (GELU, depth 4, batch 8, 2 seeds, widths 64-512): its hidden
     changes sit near the band's -0.3 edge (the incoherent n^-1/2 part of SGD's update);
-    extend=0 is today's INCONCLUSIVE, equal to judging the requested data once; the default
-    extension adds width 1024, where the slopes drift toward 0, and it PASSES."""
+    extend=0 is INCONCLUSIVE, equal to judging the requested data once; the slopes lie
+    inside the band, so the default extension adds seeds (not a width) and it PASSES."""
     from tools.calibrate_coord_check import Case
 
     case = Case(
@@ -190,14 +190,14 @@ def test_inconclusive_correct_model_is_decided_by_a_wider_width():
     ]
     rep = coord_check(factory, list(case.sizes), **kw)
     assert rep.status == "pass", rep.verdict()
-    assert rep.data.sizes == [64, 128, 256, 512, 1024] and rep.looks == 3
+    assert rep.data.sizes == list(case.sizes) and rep.data.seeds == 4 and rep.looks == 3
     (round1,) = rep.extensions
-    assert round1.kind == "size" and round1.added == [1024] and round1.status == "pass"
-    # module, statistic, slope and the nearer edge, e.g. 'blocks.1 change -0.25 (edge -0.3)'
+    assert round1.kind == "seeds" and round1.added == [2, 3] and round1.status == "pass"
+    # module, statistic, slope and the nearer edge, e.g. 'blocks.2 change -0.25 (edge -0.3)'
     assert any(" change -0.2" in u and u.endswith("(edge -0.3)") for u in round1.undecided)
     line = rep.to_json()["extension"]["summary"]
     assert line.startswith("Extended: inconclusive at widths 64–512 (2 seed(s)) on ")
-    assert "added width 1024" in line and line.endswith("→ PASSED")
+    assert "added seeds 2–3 (seed noise" in line and line.endswith("→ PASSED")
     assert line in rep.verdict()
 
 

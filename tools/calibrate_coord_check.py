@@ -18,6 +18,7 @@ Adam epsilon not scaled where it matters, depth multipliers missing.
     python tools/calibrate_coord_check.py --cache DIR     # reuse collected data between runs
     python tools/calibrate_coord_check.py --only mup-mlp  # cases whose name contains a string
     python tools/calibrate_coord_check.py --extend 0      # judge the requested data only
+    python tools/calibrate_coord_check.py --seed-offset 10  # fresh seeds: false alarms on new draws
 
 Every case is checked the way :func:`muscale.coord.coord_check` does it by default: an
 INCONCLUSIVE verdict adds data (the widest width doubled, or seeds) and judges again, up to
@@ -82,6 +83,8 @@ class Case:
     param_kw: dict[str, Any] = field(default_factory=dict)
     optim_kw: dict[str, Any] = field(default_factory=dict)
     precision: str = "fp32"
+    #: the first seed (fresh draws of the same case: ``--seed-offset``)
+    seed_offset: int = 0
 
     @property
     def correct(self) -> bool:
@@ -97,10 +100,13 @@ class Case:
             f"{'[' + extra + ']' if extra else ''} {self.axis}s {self.sizes[0]}-{self.sizes[-1]}"
             f" T={self.steps} S={self.seeds} B={self.batch or 'def'}"
             + (f" {self.precision}" if self.precision != "fp32" else "")
+            + (f" seeds+{self.seed_offset}" if self.seed_offset else "")
         )
 
     def key(self) -> str:
         fields = dataclasses.astuple(self)
+        if not self.seed_offset:  # keys of cases at seed 0 predate the seed_offset field
+            fields = fields[:-1]
         if self.precision == "fp32":  # keys of fp32 cases predate the precision field
             fields = fields[:-1]
         return hashlib.sha1(repr(fields).encode()).hexdigest()[:16]
@@ -124,7 +130,7 @@ def _muscale_factory(case: Case) -> tuple[Callable, Any, Any]:
     if case.axis == "depth":
         pkw.setdefault("base_depth", case.sizes[0])
     pcfg = ParamConfig(**pkw)
-    ocfg = OptimConfig(name=case.optim, lr=LRS[case.optim], **case.optim_kw)
+    ocfg = OptimConfig(**{"name": case.optim, "lr": LRS[case.optim], **case.optim_kw})
     inner = config_factory(mcfg, pcfg, family=ocfg.rule_family, axis=case.axis)
     bug = case.bug
 
@@ -239,6 +245,8 @@ def _parts(case: Case) -> tuple[Callable, dict[str, Any]]:
     else:
         factory, opt, batch = _muscale_factory(case)
         points = None
+    if case.seed_offset:
+        factory = extension.shifted_seeds(factory, case.seed_offset)
     kw = {"batch": batch, "optimizer": opt, "points": points, "precision": case.precision}
     return factory, kw
 
@@ -511,13 +519,23 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--correct", action="store_true", help="only the correct models")
     ap.add_argument("--precision", default="fp32", help="fp32 | bf16 (forward autocast)")
     ap.add_argument(
+        "--seed-offset",
+        type=int,
+        default=0,
+        help="first seed of every case (fresh draws: false alarms on new seeds)",
+    )
+    ap.add_argument(
         "--extend", type=int, default=extension.EXTEND, help="extension rounds (0: none)"
     )
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     cases = [] if a.broken else correct_cases(a.full)
     cases += [] if a.correct else broken_cases(a.full)
-    cases = [dataclasses.replace(c, precision=a.precision) for c in cases if a.only in c.name]
+    cases = [
+        dataclasses.replace(c, precision=a.precision, seed_offset=a.seed_offset)
+        for c in cases
+        if a.only in c.name
+    ]
     t0 = time.perf_counter()
     rows = run_matrix(cases, a.cache, extend=a.extend)
     print(f"\n{len(rows)} cases in {time.perf_counter() - t0:.0f} s (extend={a.extend})")

@@ -45,8 +45,8 @@ class CoordData:
     """Raw statistics of a coordinate check.
 
     ``level``/``change`` are ``(sizes, seeds, points, steps + 1)`` arrays; ``loss`` is
-    ``(sizes, seeds, steps + 1)`` (the loss of the forward at step t; NaN at t = T, where no
-    loss is computed). ``scheme``/``family``/``depth_alpha`` come from the plans (None when
+    ``(sizes, seeds, steps + 1)`` (the loss of the forward at step t, on the fixed batch;
+    :mod:`muscale.coord.overshoot` reads it). ``scheme``/``family``/``depth_alpha`` come from the plans (None when
     the factory returned bare modules).
     """
 

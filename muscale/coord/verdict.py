@@ -1,14 +1,16 @@
 r"""Slopes of log2(statistic) against log2(size) with intervals, and a three-way verdict.
 
 **Slopes.** For every hooked module and statistic — the level at init :math:`A_0`, the level
-:math:`A_t` and the change :math:`D_t` for :math:`t \ge 1` — each seed's slope is the
-least-squares fit of :math:`\log_2 S(n)` on :math:`\log_2 n` at each step, averaged over the
-steps; the estimate is the mean over seeds. Its uncertainty comes from the seeds (each width's
-model is a fresh random draw): the standard error is the seed spread over :math:`\sqrt{S}`,
-moderated towards the spread pooled over the same kind of module and statistic (an
-empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval; a kind with one
-module fills the prior from the same statistic of the other kinds). With one seed the
-spread comes from the residuals of the fits over widths.
+:math:`A_t` and the change :math:`D_t` for :math:`t \ge 1` — each seed's slope is the weighted
+least-squares fit of :math:`\log_2 S(n)` on :math:`\log_2 n` at each step (weights
+:math:`n^{\gamma}`, γ the measured fall of the seed variance with width,
+:func:`variance_decay`), averaged over the steps before the training overshot
+(:mod:`muscale.coord.overshoot`); the estimate is the mean over seeds. Its uncertainty comes
+from the seeds (each width's model is a fresh random draw): the standard error is the seed
+spread over :math:`\sqrt{S}`, moderated towards the spread pooled over the same kind of module
+and statistic (an empirical-Bayes variance, Smyth 2004, so two seeds give a usable interval; a
+kind with one module fills the prior from the same statistic of the other kinds). With one seed
+the spread comes from the residuals of the fits over widths.
 
 **Expectations** come from the first-step analysis of TP4/TP5 (Yang & Hu 2021; Yang et al.
 2022, Table 3 and §D.1): per kind of module, the width exponent of its level at init and of
@@ -55,8 +57,9 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import stats as sps
 
-from muscale.coord import eps_probe
+from muscale.coord import eps_probe, overshoot
 from muscale.coord.eps_probe import EpsVerdict
+from muscale.coord.overshoot import Overshoot
 from muscale.coord.run import CoordData
 from muscale.errors import UserError
 
@@ -247,6 +250,8 @@ class CoordReport:
     looks: int = 1
     #: the extension rounds that collected more data (muscale.coord.extend), in order
     extensions: list[Round] = field(default_factory=list)
+    #: the step at which the training overshot and the steps judged (None: all judged)
+    overshoot: Overshoot | None = None
 
     @property
     def failures(self) -> list[Slope]:
@@ -335,6 +340,7 @@ class CoordReport:
             "verdict": self.verdict(),
             "skipped": self.skipped,
             "eps_probe": self.eps.to_json() if self.eps is not None else None,
+            "overshoot": self.overshoot.to_json() if self.overshoot is not None else None,
             "extension": {
                 "looks": self.looks,
                 "rounds": [e.to_json() for e in self.extensions],
@@ -496,15 +502,61 @@ def band(
     return None, lo - down, hi + up
 
 
-def _ols(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Slopes of every column of ``y`` (sizes, k) on ``x`` and their OLS variances."""
-    xc = x - x.mean()
-    sxx = float(xc @ xc)
-    b = xc @ (y - y.mean(axis=0)) / sxx
-    resid = y - y.mean(axis=0) - np.outer(xc, b)
+def _ols(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Slopes of every column of ``y`` (sizes, k) on ``x`` (weighted least squares with
+    weights ``w``, default equal) and their residual variances."""
+    w = np.full(len(x), 1.0 / len(x)) if w is None else w / w.sum()
+    xc = x - w @ x
+    sxx = float(w @ (xc * xc))
+    yc = y - w @ y
+    b = (w * xc) @ yc / sxx
+    resid = yc - np.outer(xc, b)
     dof = len(x) - 2
-    var = (resid**2).sum(axis=0) / dof / sxx if dof > 0 else np.full(b.shape, np.nan)
+    var = (w @ resid**2) * len(x) / dof / (sxx * len(x)) if dof > 0 else np.full(b.shape, np.nan)
     return b, var
+
+
+#: most and least the seed variance of a log-statistic may fall per doubling of the size, as
+#: the exponent γ of var ∝ n^-γ: a mean over n coordinates falls at most like 1/n (CLT); 0 is
+#: no fall (a fixed-size readout, or depth)
+GAMMA_RANGE = (0.0, 1.0)
+
+
+def variance_decay(data: CoordData) -> dict[str, float]:
+    r"""Per statistic (``init``/``level``/``change``): γ in var(log2 S(n)) ∝ n^-γ, pooled
+    over modules and steps from the seed spread at each size (needs ≥ 2 seeds; else 0).
+
+    **Why weighted slopes.** Each size's model is a fresh draw whose statistics fluctuate
+    around the infinite-width value with variance :math:`\propto n^{-1}` (a mean over n
+    coordinates; :math:`\propto L/n` through depth L, Hanin & Nica 2020): measured γ 0.8–0.9
+    on the depth-8 μP MLP at widths 128–8192. Ordinary least squares weighs the noisy
+    narrowest width like the widest, so its slope's seed spread is dominated by the narrow
+    end; weights :math:`\propto n^{\gamma}` (Aitken's generalised least squares, the
+    minimum-variance linear estimator under that variance) remove most of it, and they also
+    weigh less the narrow widths where the finite-width bias (relative :math:`n^{-1/2}`) is
+    largest. The interval still comes from the spread of the per-seed slopes, whatever the
+    weights. γ is estimated per statistic as minus the mean slope of log2(seed variance) on
+    log2(n) over every module and step, clipped to :data:`GAMMA_RANGE`."""
+    if data.seeds < 2 or len(data.sizes) < 3:
+        return {name: 0.0 for name, _, _ in _groups(data.steps)}
+    x = np.log2(np.asarray(data.sizes, dtype=float))
+    out = {}
+    for name, stat, steps in _groups(data.steps):
+        arr = data.level if stat == "level" else data.change
+        slopes = []
+        for j in range(len(data.points)):
+            for t in steps:
+                y = arr[:, :, j, t]
+                if not np.all(np.isfinite(y)) or np.any(y <= 0.0):
+                    continue
+                v = np.var(np.log2(y), axis=1, ddof=1)
+                if np.all(v > 0.0):
+                    slopes.append(float(np.polyfit(x, np.log2(v), 1)[0]))
+        g = -float(np.mean(slopes)) if slopes else 0.0
+        out[name] = float(np.clip(g, *GAMMA_RANGE))
+    return out
 
 
 @dataclass
@@ -530,10 +582,12 @@ def _entries(data: CoordData) -> tuple[list[_Entry], list[dict[str, Any]]]:
     """Per module and statistic: per-seed slopes at every usable step, and the standard
     error of their step-average from the seeds (one seed: from the fits' residuals)."""
     x = np.log2(np.asarray(data.sizes, dtype=float))
+    gamma = variance_decay(data) if data.axis == "width" else {}
     out: list[_Entry] = []
     skipped: list[dict[str, Any]] = []
     for j, p in enumerate(data.points):
         for name, stat, steps in _groups(data.steps):
+            w = np.exp2(gamma.get(name, 0.0) * x)
             arr = data.level if stat == "level" else data.change
             used, bs, vs = [], [], []
             for t in steps:
@@ -549,7 +603,7 @@ def _entries(data: CoordData) -> tuple[list[_Entry], list[dict[str, Any]]]:
                 if not np.all(np.isfinite(y)):
                     b, var = np.full(y.shape[1], np.nan), np.full(y.shape[1], np.nan)
                 else:
-                    b, var = _ols(x, np.log2(y))
+                    b, var = _ols(x, np.log2(y), w)
                 used.append(t)
                 bs.append(b)
                 vs.append(var)
@@ -767,7 +821,8 @@ def report(
             raise UserError(f"tol={tol!r}: must be >= 0")
     if eps_horizon is not None:
         eps_horizon = _width(eps_horizon)
-    raw, skipped = fit_slopes(data)
+    over = overshoot.find(data)
+    raw, skipped = fit_slopes(overshoot.truncate(data, over.judged) if over else data)
     table = table_for(name, data.axis, data.family)
     n_judged = sum(_band_of(table[s.kind], s, tol) is not None for s in raw)
     eps = probe_eps(data, name, eps_horizon, (n_judged + 1) * looks)
@@ -783,6 +838,8 @@ def report(
         )
     if any(not math.isfinite(s.slope) for s in raw):
         notes.append("Some statistics are not finite: a run diverged.")
+    if over is not None:
+        notes.append(over.note(data.axis))
     if data.meta.get("precision") == "bf16":
         notes.append(bf16_note(data))
     return CoordReport(
@@ -797,4 +854,5 @@ def report(
         notes=notes,
         eps=eps,
         looks=looks,
+        overshoot=over,
     )
