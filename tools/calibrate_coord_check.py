@@ -104,11 +104,13 @@ class Case:
         )
 
     def key(self) -> str:
-        fields = dataclasses.astuple(self)
-        if not self.seed_offset:  # keys of cases at seed 0 predate the seed_offset field
-            fields = fields[:-1]
-        if self.precision == "fp32":  # keys of fp32 cases predate the precision field
-            fields = fields[:-1]
+        # keys of fp32 cases at seed 0 predate the precision and seed_offset fields
+        late = {"precision": "fp32", "seed_offset": 0}
+        fields = tuple(
+            getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if not (f.name in late and getattr(self, f.name) == late[f.name])
+        )
         return hashlib.sha1(repr(fields).encode()).hexdigest()[:16]
 
 
