@@ -39,7 +39,7 @@ def test_overshoot_finds_the_first_rising_step_and_keeps_the_steps_before():
     loss[2, 0, 3] = np.inf  # a later blow-up changes nothing: step 2 came first
     over = overshoot.find(_data(loss))
     assert (over.step, over.runs, over.judged, over.of) == (2, [(128, 1)], 1, 3)
-    assert "step 2" in over.note() and "only step 1 of 3" in over.note()
+    assert "step 2" in over.note() and "only step 1 was judged (of 3)" in over.note()
     cut = overshoot.truncate(_data(loss), over.judged)
     assert cut.steps == 1 and cut.level.shape[-1] == 2 and cut.loss.shape[-1] == 2
     loss[1, 1, 2] = 2.0 * 1.09  # a 9 % rise is within RISE (0.10)

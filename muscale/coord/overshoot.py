@@ -53,12 +53,12 @@ class Overshoot:
     def note(self, axis: str = "width") -> str:
         sizes = sorted({s for s, _ in self.runs})
         where = ", ".join(map(str, sizes[:6])) + (" ..." if len(sizes) > 6 else "")
-        kept = "step 1" if self.judged == 1 else f"steps 1–{self.judged}"
+        kept = "step 1 was" if self.judged == 1 else f"steps 1–{self.judged} were"
         return (
             f"The loss on the fixed batch rose more than {RISE:.0%} at step {self.step} in "
             f"{len(self.runs)} run(s) ({axis}s {where}): the LR overshoots there, and later "
-            f"steps measure that instability, not the {axis} exponents, so only {kept} of "
-            f"{self.of} were judged; a smaller LR lets more steps count."
+            f"steps measure that instability, not the {axis} exponents, so only {kept} "
+            f"judged (of {self.of}); a smaller LR lets more steps count."
         )
 
     def to_json(self) -> dict[str, object]:

@@ -321,7 +321,7 @@ class CoordReport:
 
     def advice(self) -> str:
         """Which seeds, widths or steps would decide the undecided entries."""
-        return advice(self.undecided, self.data)
+        return advice(self.undecided, self.data, overshot=self.overshoot is not None)
 
     def to_json(self) -> dict[str, Any]:
         d = self.data
@@ -428,7 +428,7 @@ def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
     return seeds_needed, octaves_needed
 
 
-def advice(entries: list[Slope], data: CoordData) -> str:
+def advice(entries: list[Slope], data: CoordData, *, overshot: bool = False) -> str:
     """Seeds (same widths) or widths (same seeds) that would shrink every undecided
     interval below its distance to the nearer band edge; steps help only when the
     statistic exists at one step."""
@@ -445,7 +445,9 @@ def advice(entries: list[Slope], data: CoordData) -> str:
     elif octaves_needed > 3:
         parts.append(f"{name} beyond {data.sizes[-1] * 8} (same seeds)")
     one_step = [s for s in entries if s.stat != "init" and len(s.steps) <= 1]
-    if one_step:
+    if overshot:  # later steps are not judged: a smaller LR, not more steps, adds them
+        parts.append("a smaller LR (the training overshoots after the judged steps)")
+    elif one_step:
         parts.append(f"steps={data.steps + 2} (some changes exist at one step only)")
     span = data.sizes[-1] / data.sizes[0]
     tail = f" The widths span only {span:g}x; 4x or more is needed." if span < 4 else ""
