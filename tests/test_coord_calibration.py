@@ -9,10 +9,9 @@ import json
 
 import numpy as np
 import pytest
+from coord_data import one_module
 
 from muscale.coord import report
-from muscale.coord.points import Point
-from muscale.coord.run import CoordData
 from tools import calibrate_coord_check as cal
 
 Case = cal.Case
@@ -114,18 +113,7 @@ def _synthetic(slope: float, noise: float, seeds: int, sizes=(64, 128, 256, 512)
             level[:, k, 0, t] = n ** per_seed[k]
     change = level.copy()
     change[..., 0] = 0.0
-    return CoordData(
-        axis="width",
-        sizes=list(sizes),
-        steps=steps,
-        seeds=seeds,
-        points=[Point(name="h", kind="hidden")],
-        level=level,
-        change=change,
-        loss=np.zeros((len(sizes), seeds, steps + 1)),
-        scheme="mup",
-        family="adam",
-    )
+    return one_module(level, change, sizes)
 
 
 def test_interval_is_the_seed_spread():

@@ -11,11 +11,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from coord_data import one_module
 from torch import nn
 
 from muscale.coord import coord_check, report
 from muscale.coord import extend as ext
-from muscale.coord.points import Point
 from muscale.coord.run import CoordData, collect, config_factory, synthetic_batch
 from muscale.errors import UserError
 from muscale.models.configs import MLPConfig
@@ -99,18 +99,7 @@ def _data(slopes, seeds: int, sizes=(64, 128, 256, 512)) -> CoordData:
         level[:, k, 0, 1:] = (n ** slopes[k])[:, None]
     change = level.copy()
     change[..., 0] = 0.0
-    return CoordData(
-        axis="width",
-        sizes=list(sizes),
-        steps=2,
-        seeds=seeds,
-        points=[Point(name="h", kind="hidden")],
-        level=level,
-        change=change,
-        loss=np.zeros((len(sizes), seeds, 3)),
-        scheme="mup",
-        family="adam",
-    )
+    return one_module(level, change, sizes)
 
 
 def test_choose_follows_why():

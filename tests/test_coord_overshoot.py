@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from coord_data import one_module
 
 from muscale.coord import overshoot, report
 from muscale.coord.points import Point
@@ -20,16 +21,7 @@ def _data(loss: np.ndarray, sizes=(64, 128, 256), steps: int = 3, change0: int =
     level = np.ones((len(sizes), seeds, 1, steps + 1))
     change = np.ones_like(level)
     change[..., : max(1, change0)] = 0.0
-    return CoordData(
-        axis="width",
-        sizes=list(sizes),
-        steps=steps,
-        seeds=seeds,
-        points=[Point(name="h", kind="hidden")],
-        level=level,
-        change=change,
-        loss=loss,
-    )
+    return one_module(level, change, sizes, loss=loss)
 
 
 def test_overshoot_finds_the_first_rising_step_and_keeps_the_steps_before():
@@ -68,14 +60,10 @@ def test_report_judges_only_the_steps_before_the_overshoot():
     change[..., 0] = 0.0
     change[..., 2:] = sizes[:, None, None, None] / 64.0  # after the overshoot: slope +1
     loss = np.tile(np.array([2.3, 2.0, 4.0, 3.0]), (4, 3, 1))
-    data = CoordData(
-        axis="width",
-        sizes=[int(s) for s in sizes],
-        steps=3,
-        seeds=3,
-        points=[Point(name="h", kind="hidden")],
-        level=level * (1 + 0.01 * np.random.default_rng(0).standard_normal(level.shape)),
-        change=change * (1 + 0.01 * np.random.default_rng(1).standard_normal(level.shape)),
+    data = one_module(
+        level * (1 + 0.01 * np.random.default_rng(0).standard_normal(level.shape)),
+        change * (1 + 0.01 * np.random.default_rng(1).standard_normal(level.shape)),
+        sizes,
         loss=loss,
     )
     rep = report(data, expect="mup")

@@ -8,11 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from coord_data import one_module
 
 from muscale.cli.main import main as cli
 from muscale.coord.points import Point, resolve_points
 from muscale.coord.record import Recorder, attention_logits
-from muscale.coord.run import CoordData, validate
+from muscale.coord.run import validate
 from muscale.coord.verdict import fit_slopes, report
 from muscale.errors import UserError
 
@@ -41,24 +42,12 @@ def test_recorder_level_and_change_are_exact():
 
 
 def _data(level_fn, change_fn, sizes=(64, 128, 256)):
-    pts = [Point(name="a", kind="hidden")]
     n = np.asarray(sizes, float)[:, None, None, None]
     t = np.arange(3)[None, None, None, :]
     level = level_fn(n, t) * np.ones((len(sizes), 2, 1, 3))
     change = change_fn(n, t) * np.ones((len(sizes), 2, 1, 3))
     change[..., 0] = 0.0
-    return CoordData(
-        axis="width",
-        sizes=list(sizes),
-        steps=2,
-        seeds=2,
-        points=pts,
-        level=level,
-        change=change,
-        loss=np.zeros((len(sizes), 2, 3)),
-        scheme="mup",
-        family="sgd",
-    )
+    return one_module(level, change, sizes, family="sgd")
 
 
 def test_slopes_are_exact_on_power_laws():
@@ -77,7 +66,7 @@ def test_slopes_are_exact_on_power_laws():
 def test_identically_zero_stats_are_skipped_and_said():
     d = _data(lambda n, t: np.where(t == 0, 0.0, 1.0), lambda n, t: 1.0 + 0 * n)
     rep = report(d)
-    assert {"module": "a", "step": 0, "stat": "level"}.items() <= rep.skipped[0].items()
+    assert {"module": "h", "step": 0, "stat": "level"}.items() <= rep.skipped[0].items()
     assert rep.passed and "Skipped 1" in rep.verdict()
 
 
