@@ -46,8 +46,8 @@ class CoordData:
 
     ``level``/``change`` are ``(sizes, seeds, points, steps + 1)`` arrays; ``loss`` is
     ``(sizes, seeds, steps + 1)`` (the loss of the forward at step t, on the fixed batch;
-    :mod:`muscale.coord.overshoot` reads it). ``scheme``/``family``/``depth_alpha`` come from the plans (None when
-    the factory returned bare modules).
+    :mod:`muscale.coord.overshoot` reads it). ``scheme``/``family``/``depth_alpha`` come
+    from the plans (None when the factory returned bare modules).
     """
 
     axis: str

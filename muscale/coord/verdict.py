@@ -402,7 +402,13 @@ def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
     edge, with the present estimates (octaves: at most 6; 0 when no entry says)."""
     seeds_needed, octaves_needed = data.seeds, 0
     x = np.log2(np.asarray(data.sizes, float))
-    sxx = float(np.sum((x - x.mean()) ** 2))
+    gamma = variance_decay(data) if data.axis == "width" else {}
+
+    def spread(xs: np.ndarray, g: float) -> float:
+        """Σ w (x − x̄_w)², w = n^γ: the slope's variance goes like its inverse (Aitken)."""
+        w = np.exp2(g * xs)
+        return float(w @ (xs - (w @ xs) / w.sum()) ** 2)
+
     for s in entries:
         if not math.isfinite(s.se):  # no spread estimate (one seed over two widths)
             seeds_needed = max(seeds_needed, 3)
@@ -415,14 +421,15 @@ def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
             continue
         # to PASS the 90 % interval must shrink below the gap, to FAIL the family-wise one;
         # the half-width goes like 1/sqrt(seeds) and like 1/sqrt(Sxx) of the log2 widths
+        # (weighted by n^γ as the slopes are, :func:`variance_decay`)
         need = (s.half if inside else s.half_fail) / gap
         seeds_needed = max(seeds_needed, data.seeds + 1, math.ceil(data.seeds * need**2))
-        k, xs = 0, list(x)
+        g = gamma.get(s.stat, 0.0)
+        k, xs, sxx = 0, list(x), spread(x, g)
         while k < 6:
             k += 1
             xs.append(xs[-1] + 1.0)
-            arr = np.asarray(xs)
-            if need * math.sqrt(sxx / float(np.sum((arr - arr.mean()) ** 2))) < 1.0:
+            if need * math.sqrt(sxx / spread(np.asarray(xs), g)) < 1.0:
                 break
         octaves_needed = max(octaves_needed, k)
     return seeds_needed, octaves_needed
