@@ -5,7 +5,7 @@ from muscale.train.checkpoint import _first_difference
 
 
 def test_last_bit_float_difference_is_the_same_setting():
-    assert 2.0 ** -6.643856189774724 != 0.01  # the grid's value is not bit-equal to 0.01
+    assert 2.0**-6.643856189774724 != 0.01  # the grid's value is not bit-equal to 0.01
     old = {"optim": {"lr": 0.01, "betas": [0.9, 0.95]}}
     new = {"optim": {"lr": 0.010000000000000002, "betas": [0.9, 0.95]}}
     assert _first_difference(old, new, "cfg") is None
