@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from muscale.coord import batched, eps_probe
+from muscale.coord.functional_optim import FunctionalOptimizer, StatePool
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
@@ -91,7 +92,11 @@ def _build(factory: Factory, size: int, seed: int) -> tuple[nn.Module, Plan | No
     return model, plan
 
 
-def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.Optimizer:
+def _optimizer(
+    recipe: Any, model: nn.Module, plan: Plan | None, pool: StatePool | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer a recipe asks for; ``pool`` lends Adam buffers to muscale's functional
+    step (:class:`~muscale.coord.functional_optim.StatePool`), other optimizers ignore it."""
     if isinstance(recipe, OptimConfig):
         if plan is None:
             raise UserError(
@@ -108,7 +113,7 @@ def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.
         )
         # torch's Adam/AdamW/SGD kernels without the optimizer object, whose construction
         # imports torch._dynamo (1.2-1.5 s of a 4 s check): muscale.coord.functional_optim
-        fast = functional_optimizer(model, plan, const)
+        fast = functional_optimizer(model, plan, const, pool)
         if fast is not None:
             return fast  # type: ignore[return-value]
         opt, _ = make_optimizer(model, plan, const, total_steps=1)
@@ -235,20 +240,25 @@ def _points(job: _Job, model: nn.Module, size: int, ref: list[Point] | None) -> 
 
 
 def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
-    """One model per seed, built and trained in its own forked RNG seeded with the seed."""
+    """One model per seed, built and trained in its own forked RNG seeded with the seed.
+    The seeds' models have the same shapes, so each seed's Adam buffers are zeroed and
+    reused by the next (:class:`~muscale.coord.functional_optim.StatePool`)."""
     stats, losses, rows, plans = [], [], [], []
     pts, family = ref, "adam"
+    pool = StatePool()
     for seed in range(job.seeds):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model, plan = _build(job.factory, size, seed)
             pts = _points(job, model, size, pts)
-            opt = _optimizer(job.optimizer, model, plan)
+            opt = _optimizer(job.optimizer, model, plan, pool)
             family = optimizer_family(opt)
             st, ls = train_and_record(
                 model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision
             )
             rows.append(eps_probe.measure(model, opt))
+        if isinstance(opt, FunctionalOptimizer):
+            pool.reclaim(opt)
         stats.append(st)
         losses.append(ls)
         plans.append(plan)
@@ -389,8 +399,6 @@ def optimizer_family(opt: torch.optim.Optimizer) -> str:
     """The rule-table column of a built optimizer without a plan: ``sgd`` for
     ``torch.optim.SGD`` and its subclasses (mup's ``MuSGD`` builds one), else ``adam``
     (adaptive: Adam, AdamW and the like)."""
-    from muscale.coord.functional_optim import FunctionalOptimizer
-
     if isinstance(opt, FunctionalOptimizer):
         return "sgd" if opt.rule == "sgd" else "adam"
     return "sgd" if isinstance(opt, torch.optim.SGD) else "adam"
