@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from muscale.build import build_model, param_config
-from muscale.coord.functional_optim import FunctionalOptimizer, StatePool, functional_optimizer
+from muscale.coord.buffers import BufferPool
+from muscale.coord.functional_optim import FunctionalOptimizer, functional_optimizer
 from muscale.models import model_config
 from muscale.optim.config import OptimConfig
 from muscale.optim.optimizer import make_optimizer
@@ -68,14 +69,14 @@ def test_functional_steps_equal_the_torch_class(rule, cfg, kwargs) -> None:
 
 @pytest.mark.parametrize(("rule", "cfg", "kwargs"), [c for c in CASES if c[0] != "sgd"])
 def test_pooled_state_steps_bit_identical_to_fresh_state(rule, cfg, kwargs) -> None:
-    """A second seed's optimizer whose moment buffers come from the first one's (StatePool,
-    as the check's sequential path does), here dirtied with NaN, steps exactly as one with
-    fresh zeros_like buffers."""
+    """A second seed's optimizer whose moment buffers come from the first one's (a
+    BufferPool, as the check's sequential path does), here dirtied with NaN, steps exactly
+    as one with fresh zeros_like buffers."""
     ocfg = dataclasses.replace(OptimConfig(**cfg), kwargs=kwargs)
-    pool = StatePool()
+    pool = BufferPool()
     x, y = torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))
 
-    def train(seed: int, pool: StatePool | None):
+    def train(seed: int, pool: BufferPool | None):
         model, plan = _model("adam", seed=seed)
         opt = functional_optimizer(model, plan, ocfg, pool)
         assert opt is not None
@@ -87,8 +88,8 @@ def test_pooled_state_steps_bit_identical_to_fresh_state(rule, cfg, kwargs) -> N
 
     _, first = train(0, pool)
     lent = {id(t) for st in first.state.values() for k, t in st.items() if k != "step"}
-    pool.reclaim(first)
-    assert not first.state and sum(map(len, pool.free.values())) == len(lent)
+    first.release()
+    assert not first.state and len(pool) == len(lent)
     for bufs in pool.free.values():
         for t in bufs:
             t.fill_(float("nan"))

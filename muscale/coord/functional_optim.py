@@ -26,6 +26,8 @@ from torch import Tensor
 from torch.optim.adam import adam as adam_kernel
 from torch.optim.sgd import sgd as sgd_kernel
 
+from muscale.coord.buffers import BufferPool
+
 #: the classes whose step this module reproduces, and the rule each uses
 KERNELS = {torch.optim.Adam: "adam", torch.optim.AdamW: "adamw", torch.optim.SGD: "sgd"}
 #: ``OptimConfig.kwargs`` this module honours per rule (anything else: build the class)
@@ -36,52 +38,23 @@ OPTIONS = {
 }
 
 
-@dataclass
-class StatePool:
-    """Adam moment buffers handed from one seed's optimizer to the next seed's at the same
-    size, zeroed instead of allocated.
-
-    Why: a fresh ``zeros_like`` of a large tensor is fresh memory from the OS, and the
-    kernel's page faults (zero-filling 4 KiB pages one at a time) cost ~10x a ``zero_()`` of
-    memory already mapped: 0.2–0.3 s of the 2.9 s default GPT check, whose Adam state at
-    width 1024 is 200 MB per seed. The values are the same zeros, so the steps and the
-    statistics are bit-identical (``tests/test_coord_functional_optim.py``).
-    """
-
-    free: dict[tuple[Any, ...], list[Tensor]] = field(default_factory=dict)
-
-    @staticmethod
-    def _key(t: Tensor) -> tuple[Any, ...]:
-        return (tuple(t.shape), t.dtype, t.device)
-
-    def zeros_like(self, p: Tensor) -> Tensor:
-        """``torch.zeros_like(p)``, from a kept buffer when one of p's shape, dtype and device
-        is free (only for contiguous ``p``, whose zeros_like is contiguous too)."""
-        bufs = self.free.get(self._key(p)) if p.is_contiguous() else None
-        if bufs:
-            return bufs.pop().zero_()
-        return torch.zeros_like(p, memory_format=torch.preserve_format)
-
-    def reclaim(self, opt: FunctionalOptimizer) -> None:
-        """Keep ``opt``'s contiguous moment buffers for the next optimizer (and drop ``opt``'s
-        references to them: its state is empty afterwards)."""
-        for st in opt.state.values():
-            for name, t in st.items():
-                if name != "step" and t.is_contiguous():
-                    self.free.setdefault(self._key(t), []).append(t)
-        opt.state.clear()
-
-
 @dataclass(kw_only=True)
 class FunctionalOptimizer:
     """What the coordinate check uses of an optimizer — ``param_groups``, ``state``,
     ``zero_grad()``, ``step()`` — with the step of ``torch.optim.{Adam, AdamW, SGD}``.
-    ``pool``: where Adam's moment buffers come from (:class:`StatePool`; None: fresh)."""
+    ``pool``: where Adam's moment buffers come from and go back to (an earlier seed's,
+    zeroed: :mod:`muscale.coord.buffers`; None: fresh ``zeros_like``)."""
 
     rule: str  # adam | adamw | sgd
     param_groups: list[dict[str, Any]]
     state: dict[Tensor, dict[str, Tensor]] = field(default_factory=dict)
-    pool: StatePool | None = None
+    pool: BufferPool | None = None
+
+    def release(self) -> None:
+        """Hand the moment buffers to the pool (when there is one) and forget the state."""
+        if self.pool is not None:
+            self.pool.give(t for st in self.state.values() for k, t in st.items() if k != "step")
+        self.state.clear()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -160,11 +133,11 @@ def _zeros_like(p: Tensor) -> Tensor:
 
 
 def functional_optimizer(
-    model: torch.nn.Module, plan: Any, cfg: Any, pool: StatePool | None = None
+    model: torch.nn.Module, plan: Any, cfg: Any, pool: BufferPool | None = None
 ) -> FunctionalOptimizer | None:
     """The check's optimizer for ``cfg`` (an ``OptimConfig``, its ``kwargs`` already holding
     the implementation choice), or None when its class or options are not mirrored here.
-    ``pool``: reuse moment buffers of an earlier optimizer (:class:`StatePool`)."""
+    ``pool``: reuse the moment buffers of an earlier optimizer (:class:`BufferPool`)."""
     from muscale.optim.groups import param_groups
     from muscale.optim.optimizer import optimizer_class
 

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from muscale.coord import batched, eps_probe
-from muscale.coord.functional_optim import FunctionalOptimizer, StatePool
+from muscale.coord.buffers import BufferPool
+from muscale.coord.functional_optim import FunctionalOptimizer
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
@@ -93,10 +94,10 @@ def _build(factory: Factory, size: int, seed: int) -> tuple[nn.Module, Plan | No
 
 
 def _optimizer(
-    recipe: Any, model: nn.Module, plan: Plan | None, pool: StatePool | None = None
+    recipe: Any, model: nn.Module, plan: Plan | None, pool: BufferPool | None = None
 ) -> torch.optim.Optimizer:
     """The optimizer a recipe asks for; ``pool`` lends Adam buffers to muscale's functional
-    step (:class:`~muscale.coord.functional_optim.StatePool`), other optimizers ignore it."""
+    step (:mod:`muscale.coord.buffers`), other optimizers ignore it."""
     if isinstance(recipe, OptimConfig):
         if plan is None:
             raise UserError(
@@ -242,10 +243,10 @@ def _points(job: _Job, model: nn.Module, size: int, ref: list[Point] | None) -> 
 def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
     """One model per seed, built and trained in its own forked RNG seeded with the seed.
     The seeds' models have the same shapes, so each seed's Adam buffers are zeroed and
-    reused by the next (:class:`~muscale.coord.functional_optim.StatePool`)."""
+    reused by the next (:mod:`muscale.coord.buffers`)."""
     stats, losses, rows, plans = [], [], [], []
     pts, family = ref, "adam"
-    pool = StatePool()
+    pool = BufferPool()
     for seed in range(job.seeds):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
@@ -258,7 +259,7 @@ def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
             )
             rows.append(eps_probe.measure(model, opt))
         if isinstance(opt, FunctionalOptimizer):
-            pool.reclaim(opt)
+            opt.release()
         stats.append(st)
         losses.append(ls)
         plans.append(plan)

@@ -114,9 +114,7 @@ class GPT(nn.Module):
             self.wpe = ScaledEmbedding(cfg.seq_len, c, mult=mults["input"], draw=draw)
         self.blocks = nn.ModuleList(Block(cfg, self.dims, mults, draw) for _ in range(cfg.depth))
         self.norm_f = _norm(cfg, c)
-        self.lm_head = ScaledLinear(
-            c, cfg.vocab_size, bias=False, mult=mults["output"], draw=draw
-        )
+        self.lm_head = ScaledLinear(c, cfg.vocab_size, bias=False, mult=mults["output"], draw=draw)
         if cfg.tie_embeddings:
             # shared tensor: named_parameters() lists it once, as wte.weight (role input);
             # the readout still applies the output multiplier (mup's MuSharedReadout)
