@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from muscale.coord import batched, eps_probe
+from muscale.coord import workers as workers_mod
 from muscale.coord.buffers import BufferPool
 from muscale.coord.functional_optim import FunctionalOptimizer
 from muscale.coord.points import Point, PointsSpec, resolve_points
@@ -232,40 +233,89 @@ class _SizeRun:
 
 def _points(job: _Job, model: nn.Module, size: int, ref: list[Point] | None) -> list[Point]:
     pts = resolve_points(model, job.points, relative=job.axis == "depth")
+    _same_points(job, size, pts, ref)
+    return pts
+
+
+def _same_points(job: _Job, size: int, pts: list[Point], ref: list[Point] | None) -> None:
     if ref is not None and [p.label for p in pts] != [p.label for p in ref]:
         raise UserError(
             f"coord-check: the model at {job.axis}={size} has different points "
             f"({[p.label for p in pts]}) than the first one"
         )
-    return pts
+
+
+@dataclass
+class _SeedRun:
+    """One size and seed's results (:class:`_SizeRun` stacks a size's seeds)."""
+
+    stats: Tensor  # (points, steps + 1, 2)
+    losses: Tensor  # (steps + 1,)
+    eps_row: dict[str, tuple[float, float]]
+    plan: Plan | None
+    points: list[Point]
+    family: str
+
+
+def _run_seed(
+    job: _Job, size: int, seed: int, ref: list[Point] | None, pool: BufferPool | None
+) -> _SeedRun:
+    """Build ``factory(size, seed)`` and train it, in a forked RNG seeded with the seed:
+    the result depends on nothing else (not on what ran before, nor on the process)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model, plan = _build(job.factory, size, seed)
+        pts = _points(job, model, size, ref)
+        opt = _optimizer(job.optimizer, model, plan, pool)
+        family = optimizer_family(opt)
+        st, ls = train_and_record(model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision)
+        row = eps_probe.measure(model, opt)
+    if isinstance(opt, FunctionalOptimizer):
+        opt.release()
+    return _SeedRun(st, ls, row, plan, pts, family)
+
+
+def _stack(runs: list[_SeedRun]) -> _SizeRun:
+    return _SizeRun(
+        torch.stack([r.stats for r in runs]),
+        torch.stack([r.losses for r in runs]),
+        [r.eps_row for r in runs],
+        [r.plan for r in runs],
+        runs[-1].points,
+        runs[-1].family,
+    )
 
 
 def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
-    """One model per seed, built and trained in its own forked RNG seeded with the seed.
-    The seeds' models have the same shapes, so each seed's Adam buffers are zeroed and
-    reused by the next (:mod:`muscale.coord.buffers`)."""
-    stats, losses, rows, plans = [], [], [], []
-    pts, family = ref, "adam"
+    """One model per seed (:func:`_run_seed`). The seeds' models have the same shapes, so
+    each seed's Adam buffers are zeroed and reused by the next (:mod:`muscale.coord.buffers`)."""
+    runs: list[_SeedRun] = []
     pool = BufferPool()
     for seed in range(job.seeds):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model, plan = _build(job.factory, size, seed)
-            pts = _points(job, model, size, pts)
-            opt = _optimizer(job.optimizer, model, plan, pool)
-            family = optimizer_family(opt)
-            st, ls = train_and_record(
-                model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision
-            )
-            rows.append(eps_probe.measure(model, opt))
-        if isinstance(opt, FunctionalOptimizer):
-            opt.release()
-        stats.append(st)
-        losses.append(ls)
-        plans.append(plan)
-        del model, opt
-    assert pts is not None
-    return _SizeRun(torch.stack(stats), torch.stack(losses), rows, plans, pts, family)
+        runs.append(_run_seed(job, size, seed, ref, pool))
+        ref = runs[-1].points
+    return _stack(runs)
+
+
+def _sizes_forked(job: _Job, sizes: Sequence[int], workers: int) -> list[_SizeRun]:
+    """Every size's :func:`_size_sequential` result, its (size, seed) runs spread over
+    ``workers`` forked processes (:mod:`muscale.coord.workers`; one thread each), split by a
+    cost estimate (a model's parameters grow as width², or as depth). A worker running
+    several seeds of one size in a row reuses their Adam buffers, as one process does."""
+    jobs = [(int(size), seed) for size in sizes for seed in range(job.seeds)]
+    costs = [float(size) ** 2 if job.axis == "width" else float(size) for size, _ in jobs]
+    pool: list[Any] = [None, BufferPool()]  # [size the pool's buffers fit, the pool]
+
+    def run(item: tuple[int, int]) -> _SeedRun:
+        size, seed = item
+        if pool[0] != size:
+            pool[:] = [size, BufferPool()]
+        return _run_seed(job, size, seed, None, pool[1])
+
+    runs = workers_mod.map_forked(run, jobs, costs, workers)
+    for (size, _), r in zip(jobs, runs, strict=True):
+        _same_points(job, size, r.points, runs[0].points)
+    return [_stack(runs[i * job.seeds : (i + 1) * job.seeds]) for i in range(len(sizes))]
 
 
 def _size_batched(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun | str:
@@ -311,6 +361,7 @@ def collect(
     axis: str = "width",
     precision: str = "fp32",
     batch_seeds: bool = False,
+    workers: int = 1,
 ) -> CoordData:
     """Train ``factory(size[, seed])`` for ``steps`` steps per size and seed; record stats.
 
@@ -326,9 +377,20 @@ def collect(
     why not ``vmap``. Off by default: on a CPU it was slower than one seed at a time (the
     matmuls dominate and ``bmm`` is no faster than three ``mm``; it also holds all seeds'
     models and Adam states at once, 2.5x the peak memory; docs/coord_check.md, "Speed").
+
+    ``workers > 1`` runs the (size, seed) trainings in that many forked processes with one
+    intra-op thread each (:mod:`muscale.coord.workers`; Linux, CPU; not with
+    ``batch_seeds``): the same numbers as one process with one thread, sooner on a machine
+    with that many free cores. ``meta["workers"]`` records how many ran.
     """
     validate(sizes, steps, seeds, axis)
     check_choice("precision", precision, PRECISIONS)
+    workers_mod.check_workers(workers)
+    if workers > 1 and batch_seeds:
+        raise UserError(
+            f"workers={workers} with batch_seeds=True: choose one (worker processes run the "
+            "seeds one at a time)"
+        )
     loss_fn = loss or cross_entropy
     n_sizes = len(sizes)
     level: np.ndarray | None = None
@@ -352,8 +414,13 @@ def collect(
         precision=precision,
     )
     t0 = time.perf_counter()
+    forked = _sizes_forked(job, sizes, workers) if workers > 1 else None
     for si, size in enumerate(sizes):
-        run: _SizeRun | str = _size_batched(job, int(size), pts_ref) if reason is None else reason
+        run: _SizeRun | str
+        if forked is not None:
+            run = forked[si]
+        else:
+            run = _size_batched(job, int(size), pts_ref) if reason is None else reason
         if isinstance(run, str):  # not batchable: this size and the rest run one seed at a time
             reason = run
             run = _size_sequential(job, int(size), pts_ref)
@@ -392,6 +459,7 @@ def collect(
             "eps": eps_probe.stack(eps_rows, n_sizes, seeds),
             "seed_batching": path,
             "seed_batching_reason": reason,
+            "workers": workers,
         },
     )
 
