@@ -23,7 +23,6 @@ from torch import Tensor, nn
 
 from muscale.coord import batched, eps_probe
 from muscale.coord import workers as workers_mod
-from muscale.coord.buffers import BufferPool
 from muscale.coord.functional_optim import FunctionalOptimizer
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
@@ -94,11 +93,7 @@ def _build(factory: Factory, size: int, seed: int) -> tuple[nn.Module, Plan | No
     return model, plan
 
 
-def _optimizer(
-    recipe: Any, model: nn.Module, plan: Plan | None, pool: BufferPool | None = None
-) -> torch.optim.Optimizer:
-    """The optimizer a recipe asks for; ``pool`` lends Adam buffers to muscale's functional
-    step (:mod:`muscale.coord.buffers`), other optimizers ignore it."""
+def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.Optimizer:
     if isinstance(recipe, OptimConfig):
         if plan is None:
             raise UserError(
@@ -115,7 +110,7 @@ def _optimizer(
         )
         # torch's Adam/AdamW/SGD kernels without the optimizer object, whose construction
         # imports torch._dynamo (1.2-1.5 s of a 4 s check): muscale.coord.functional_optim
-        fast = functional_optimizer(model, plan, const, pool)
+        fast = functional_optimizer(model, plan, const)
         if fast is not None:
             return fast  # type: ignore[return-value]
         opt, _ = make_optimizer(model, plan, const, total_steps=1)
@@ -257,21 +252,17 @@ class _SeedRun:
     family: str
 
 
-def _run_seed(
-    job: _Job, size: int, seed: int, ref: list[Point] | None, pool: BufferPool | None
-) -> _SeedRun:
+def _run_seed(job: _Job, size: int, seed: int, ref: list[Point] | None) -> _SeedRun:
     """Build ``factory(size, seed)`` and train it, in a forked RNG seeded with the seed:
     the result depends on nothing else (not on what ran before, nor on the process)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model, plan = _build(job.factory, size, seed)
         pts = _points(job, model, size, ref)
-        opt = _optimizer(job.optimizer, model, plan, pool)
+        opt = _optimizer(job.optimizer, model, plan)
         family = optimizer_family(opt)
         st, ls = train_and_record(model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision)
         row = eps_probe.measure(model, opt)
-    if isinstance(opt, FunctionalOptimizer):
-        opt.release()
     return _SeedRun(st, ls, row, plan, pts, family)
 
 
@@ -287,12 +278,10 @@ def _stack(runs: list[_SeedRun]) -> _SizeRun:
 
 
 def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
-    """One model per seed (:func:`_run_seed`). The seeds' models have the same shapes, so
-    each seed's Adam buffers are zeroed and reused by the next (:mod:`muscale.coord.buffers`)."""
+    """One model per seed (:func:`_run_seed`)."""
     runs: list[_SeedRun] = []
-    pool = BufferPool()
     for seed in range(job.seeds):
-        runs.append(_run_seed(job, size, seed, ref, pool))
+        runs.append(_run_seed(job, size, seed, ref))
         ref = runs[-1].points
     return _stack(runs)
 
@@ -300,19 +289,10 @@ def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
 def _sizes_forked(job: _Job, sizes: Sequence[int], workers: int) -> list[_SizeRun]:
     """Every size's :func:`_size_sequential` result, its (size, seed) runs spread over
     ``workers`` forked processes (:mod:`muscale.coord.workers`; one thread each), split by a
-    cost estimate (a model's parameters grow as width², or as depth). A worker running
-    several seeds of one size in a row reuses their Adam buffers, as one process does."""
+    cost estimate (a model's parameters grow as width², or as depth)."""
     jobs = [(int(size), seed) for size in sizes for seed in range(job.seeds)]
     costs = [float(size) ** 2 if job.axis == "width" else float(size) for size, _ in jobs]
-    pool: list[Any] = [None, BufferPool()]  # [size the pool's buffers fit, the pool]
-
-    def run(item: tuple[int, int]) -> _SeedRun:
-        size, seed = item
-        if pool[0] != size:
-            pool[:] = [size, BufferPool()]
-        return _run_seed(job, size, seed, None, pool[1])
-
-    runs = workers_mod.map_forked(run, jobs, costs, workers)
+    runs = workers_mod.map_forked(lambda j: _run_seed(job, *j, None), jobs, costs, workers)
     for (size, _), r in zip(jobs, runs, strict=True):
         _same_points(job, size, r.points, runs[0].points)
     return [_stack(runs[i * job.seeds : (i + 1) * job.seeds]) for i in range(len(sizes))]

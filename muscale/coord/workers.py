@@ -114,4 +114,3 @@ def map_forked(
     if error is not None:
         raise error
     return out
-
