@@ -298,6 +298,8 @@ def _run_seed(
             assert kept is not None and kept.model is not None
             model, plan = kept.model, kept.plan
         else:
+            if kept is not None:  # a model it could not re-draw: freed before the new one
+                kept.model = kept.plan = None
             model, plan = _build(job.factory, size, seed)
         pts = _points(job, model, size, ref)
         opt = _optimizer(job.optimizer, model, plan, kept.pool if kept is not None else None)
