@@ -229,6 +229,11 @@ def main() -> None:
     if workers > 1:
         names += [f"muscale-{workers}proc"] + (["mup@1"] if threads != 1 else [])
     preimport = "--preimport" in sys.argv
+    if workers > (threads or 1):
+        print(
+            f"note: muscale-{workers}proc uses {workers} cores and the others {threads or 1} "
+            f"thread(s): the fair table is --threads {workers} --workers {workers}"
+        )
     print(f"uptime before: {_uptime()}")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(repeats):  # interleaved, the order rotating each round
