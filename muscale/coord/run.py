@@ -558,7 +558,9 @@ class ConfigFactory:
         nothing (no torch default init) and :func:`~muscale.param.init.init_parameters`
         writes every parameter from ``seed`` alone (``tests/test_build_undrawn.py``); the
         buffers (RoPE tables) are constants. The check uses it so that the next seed runs in
-        memory already mapped (:mod:`muscale.coord.buffers`)."""
+        memory already mapped (:mod:`muscale.coord.buffers`). A factory that changes the
+        models it returns (a wrapper, a subclass) must not offer this method as it is: a
+        plain function wrapping this object has none, so every seed is built afresh."""
         from muscale.models import FAMILIES
         from muscale.param.init import init_parameters
 
