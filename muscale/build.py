@@ -51,8 +51,10 @@ def build_model(
         pcfg = _with_bsh_base_width(mcfg, pcfg)
     shape = shape_info(mcfg, pcfg)
     mults = forward_multipliers(pcfg, optim_family, shape)
+    # draw=False: no torch default init, which init_parameters would overwrite in full
+    # (every parameter has a plan entry; tests/test_build_undrawn.py)
     with torch.device(device):
-        model = FAMILIES[mcfg.family][1](mcfg, mults)
+        model = FAMILIES[mcfg.family][1](mcfg, mults, draw=False)
     plan = plan_for(model, pcfg, optim_family, shape=shape)
     init_parameters(model, plan, seed=seed)
     return model, plan
@@ -66,7 +68,7 @@ def _with_bsh_base_width(mcfg: Any, pcfg: ParamConfig) -> ParamConfig:
 
     unit = {"input": 1.0, "output": 1.0, "branch": 1.0, "attn_scale": 1.0}
     with torch.device("meta"):
-        shell = FAMILIES[mcfg.family][1](mcfg, unit)
+        shell = FAMILIES[mcfg.family][1](mcfg, unit, draw=False)
     shapes = {n: tuple(p.shape) for n, p in shell.named_parameters()}
     assert pcfg.base_shapes is not None
     base = base_width_from_bsh(read_bsh(pcfg.base_shapes), shapes, mcfg.width)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from muscale.build import build_model, param_config
+from muscale.coord.buffers import BufferPool
 from muscale.coord.functional_optim import FunctionalOptimizer, functional_optimizer
 from muscale.models import model_config
 from muscale.optim.config import OptimConfig
@@ -64,6 +65,40 @@ def test_functional_steps_equal_the_torch_class(rule, cfg, kwargs) -> None:
         q = next(ref.parameters())
         torch.testing.assert_close(opt.state[p]["exp_avg_sq"], opt_ref.state[q]["exp_avg_sq"])
         assert float(opt.state[p]["step"]) == 3.0
+
+
+@pytest.mark.parametrize(("rule", "cfg", "kwargs"), [c for c in CASES if c[0] != "sgd"])
+def test_pooled_state_steps_bit_identical_to_fresh_state(rule, cfg, kwargs) -> None:
+    """A second seed's optimizer whose moment buffers come from the first one's (a
+    BufferPool, as the check's sequential path does), here dirtied with NaN, steps exactly
+    as one with fresh zeros_like buffers."""
+    ocfg = dataclasses.replace(OptimConfig(**cfg), kwargs=kwargs)
+    pool = BufferPool()
+    x, y = torch.randint(0, 64, (2, 8)), torch.randint(0, 64, (2, 8))
+
+    def train(seed: int, pool: BufferPool | None):
+        model, plan = _model("adam", seed=seed)
+        opt = functional_optimizer(model, plan, ocfg, pool)
+        assert opt is not None
+        for _ in range(3):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x).reshape(-1, 64), y.reshape(-1)).backward()
+            opt.step()
+        return model, opt
+
+    _, first = train(0, pool)
+    lent = {id(t) for st in first.state.values() for k, t in st.items() if k != "step"}
+    first.release()
+    assert not first.state and len(pool) == len(lent)
+    for bufs in pool.free.values():
+        for t in bufs:
+            t.fill_(float("nan"))
+    pooled, opt = train(1, pool)
+    fresh, _ = train(1, None)
+    reused = {id(t) for st in opt.state.values() for k, t in st.items() if k != "step"}
+    assert reused == lent  # every buffer came from the pool, none was allocated
+    for (n, a), b in zip(fresh.named_parameters(), pooled.parameters(), strict=True):
+        assert torch.equal(a, b), n
 
 
 def test_options_it_does_not_mirror_build_the_class() -> None:

@@ -16,8 +16,17 @@ t = 0..T that muscale records (it then does T + 1 backwards, muscale T).
     python tools/bench_coord_check.py --default-batch  # both on the CLI's default batch, 2 x 16
     python tools/bench_coord_check.py --seed-paths # add muscale with batch_seeds=True (vmap)
     python tools/bench_coord_check.py --preimport  # import torch._dynamo before the clock starts
+    python tools/bench_coord_check.py --threads 2 --workers 2  # the 2-core table: adds
+                                    # muscale-2proc (2 processes x 1 thread) and mup@1 (1 thread)
 
-``muscale`` is the default path (one seed at a time); ``--seed-paths`` adds ``muscale-vmap``
+``muscale`` is the default path (one seed at a time); ``--workers N`` adds ``muscale-Nproc``
+(``collect(workers=N)``: the sizes and seeds trained in N forked processes with one thread
+each; the forks are inside the clock) and ``mup@1``, mup with one thread. On N cores the
+fair comparison is ``--threads N --workers N``: mup and ``muscale`` with N intra-op threads,
+``muscale-Nproc`` with N processes, and mup's one-thread run beside it, since at this batch
+more threads may be slower (on a loaded machine OpenMP threads waiting for a busy core can
+be many times slower), so each muscale row is compared with mup's faster variant too.
+``--seed-paths`` adds ``muscale-vmap``
 (``batch_seeds=True``: the seeds batched with ``torch.func.vmap``), the same ``collect`` +
 ``report`` that ``check_from_configs`` runs. ``--preimport``:
 building any torch optimizer imports ``torch._dynamo`` (~0.8 s, once per process; mup pays
@@ -53,10 +62,11 @@ def run_muscale(
     batch: int = BATCH,
     seq: int = SEQ,
     batch_seeds: bool = False,
+    workers: int = 1,
 ) -> dict:
     """What ``check_from_configs`` runs (factory, batch, ``collect``, ``report``), with the
-    seed path chosen by ``batch_seeds`` and, for equal work with mup, no extension rounds
-    (``extend=0``: :mod:`muscale.coord.extend` is not called)."""
+    seed path chosen by ``batch_seeds``, ``workers`` processes and, for equal work with mup,
+    no extension rounds (``extend=0``: :mod:`muscale.coord.extend` is not called)."""
     from muscale.coord import report
     from muscale.coord.run import collect, config_factory, synthetic_batch
     from muscale.optim.config import OptimConfig
@@ -74,13 +84,14 @@ def run_muscale(
         seeds=SEEDS,
         precision=precision,
         batch_seeds=batch_seeds,
+        workers=workers,
     )
     rep = report(data)
     return {
         "wall_s": time.perf_counter() - t0,
         "records": len(rep.slopes),
         "status": rep.status,
-        "path": data.meta["seed_batching"],
+        "path": data.meta["seed_batching"] + (f", {workers} processes" if workers > 1 else ""),
     }
 
 
@@ -140,6 +151,17 @@ def _child(name: str, widths: list[int], batch: int, seq: int, preimport: bool) 
 
     if preimport:
         import torch._dynamo  # noqa: F401  (what the first optimizer would import)
+    if name.endswith("proc"):  # muscale-<N>proc
+        workers = int(name.removeprefix("muscale-").removesuffix("proc"))
+        res = run_muscale(widths, "fp32", batch, seq, workers=workers)
+        # RUSAGE_CHILDREN: the largest worker (the parent's own is below it)
+        rss = max(
+            resource.getrusage(who).ru_maxrss
+            for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        res["maxrss_mb"] = rss / 1024
+        print(json.dumps(res))
+        return
     runs = {
         "muscale": lambda w: run_muscale(w, "fp32", batch, seq),
         "muscale-vmap": lambda w: run_muscale(w, "fp32", batch, seq, batch_seeds=True),
@@ -154,9 +176,11 @@ def _child(name: str, widths: list[int], batch: int, seq: int, preimport: bool) 
 def _run_child(
     name: str, widths: list[int], threads: int | None, batch: int, seq: int, preimport: bool
 ) -> dict:
+    """Run contender ``name`` (``name@N``: with N threads, whatever ``threads`` says)."""
     env = dict(os.environ)
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
+    name, _, own = name.partition("@")
+    if own or threads:
+        env["OMP_NUM_THREADS"] = own or str(threads)
     load = os.getloadavg()[0]
     out = subprocess.run(
         [sys.executable, __file__, "--child", name, json.dumps(widths), str(batch), str(seq)]
@@ -201,7 +225,15 @@ def main() -> None:
     names = ["muscale", "mup"] + (["muscale-bf16"] if "--bf16" in sys.argv else [])
     if "--seed-paths" in sys.argv:
         names += ["muscale-vmap"]
+    workers = _arg("--workers", 1) or 1
+    if workers > 1:
+        names += [f"muscale-{workers}proc"] + (["mup@1"] if threads != 1 else [])
     preimport = "--preimport" in sys.argv
+    if workers > (threads or 1):
+        print(
+            f"note: muscale-{workers}proc uses {workers} cores and the others {threads or 1} "
+            f"thread(s): the fair table is --threads {workers} --workers {workers}"
+        )
     print(f"uptime before: {_uptime()}")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(repeats):  # interleaved, the order rotating each round
@@ -214,18 +246,17 @@ def main() -> None:
         f"{threads or 'default'} threads, {repeats} interleaved rounds"
         + (", torch._dynamo imported before the clock" if preimport else "")
     )
+    refs = [n for n in names if n.startswith("mup")]  # a ratio column for each mup run
     head = "| contender | seed path | runs s (1-min load before each) | median s | peak RSS MB |"
-    print(head + " mup / it |")
-    print("| --- | --- | --- | ---: | ---: | ---: |")
+    print(head + "".join(f" {m} / it |" for m in refs))
+    print("| --- | --- | --- | ---: | ---: |" + " ---: |" * len(refs))
     med = {n: statistics.median(r["wall_s"] for r in rs) for n, rs in runs.items()}
     for name, rs in runs.items():
         each = ", ".join(f"{r['wall_s']:.2f} ({r['load']:.1f})" for r in rs)
         rss = max(r["maxrss_mb"] for r in rs)
         path = rs[0].get("path", "")
-        print(
-            f"| {name} | {path} | {each} | {med[name]:.2f} | {rss:.0f} | "
-            f"{med['mup'] / med[name]:.2f}x |"
-        )
+        ratios = "".join(f" {med[m] / med[name]:.2f}x |" for m in refs)
+        print(f"| {name} | {path} | {each} | {med[name]:.2f} | {rss:.0f} |{ratios}")
     per_round = [
         u["wall_s"] / m["wall_s"] for m, u in zip(runs["muscale"], runs["mup"], strict=True)
     ]

@@ -41,6 +41,7 @@ def coord_check(
     eps_horizon: float | None = None,
     extend: int = EXTEND,
     max_size: int | None = None,
+    workers: int = 1,
 ) -> CoordReport:
     """Coordinate check of ``factory`` over ``sizes`` (widths, or depths with
     ``axis="depth"``).
@@ -66,6 +67,10 @@ def coord_check(
     size) nor a size whose training would not fit in memory; ``0``: judge the requested
     data only. The FAIL level counts all ``extend + 1`` looks (see
     :mod:`muscale.coord.extend`); ``report.extensions`` lists what was added.
+
+    ``workers``: train the sizes and seeds in that many forked processes, one thread each
+    (Linux, CPU; the same numbers; faster when that many cores are free: docs/coord_check.md,
+    "Speed").
     """
     cap = extend_mod.validate(extend, max_size, sizes)
     kw: dict[str, Any] = {
@@ -74,6 +79,7 @@ def coord_check(
         "loss": loss,
         "points": points,
         "precision": precision,
+        "workers": workers,
     }
     data = collect(factory, sizes, steps=steps, seeds=seeds, axis=axis, **kw)
 
@@ -130,10 +136,11 @@ def check_from_configs(
     eps_horizon: float | None = None,
     extend: int = EXTEND,
     max_size: int | None = None,
+    workers: int = 1,
 ) -> CoordReport:
     """Coordinate check of a muscale model family from its three configs (what the CLI and
     the pipeline call). The schedule of ``optim_cfg`` is not stepped (constant LR);
-    ``extend``/``max_size`` as in :func:`coord_check`."""
+    ``extend``/``max_size``/``workers`` as in :func:`coord_check`."""
     from muscale.config import to_dict
     from muscale.optim.config import OptimConfig
 
@@ -158,6 +165,7 @@ def check_from_configs(
         eps_horizon=eps_horizon,
         extend=extend,
         max_size=max_size,
+        workers=workers,
     )
 
 
@@ -220,4 +228,5 @@ def check_from_cfg(cfg: Any) -> CoordReport:
         eps_horizon=cfg.get("eps_horizon"),
         extend=cfg.get("extend", EXTEND),
         max_size=cfg.get("max_size"),
+        workers=cfg.get("workers", 1),
     )

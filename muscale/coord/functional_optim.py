@@ -26,6 +26,8 @@ from torch import Tensor
 from torch.optim.adam import adam as adam_kernel
 from torch.optim.sgd import sgd as sgd_kernel
 
+from muscale.coord.buffers import BufferPool
+
 #: the classes whose step this module reproduces, and the rule each uses
 KERNELS = {torch.optim.Adam: "adam", torch.optim.AdamW: "adamw", torch.optim.SGD: "sgd"}
 #: ``OptimConfig.kwargs`` this module honours per rule (anything else: build the class)
@@ -39,11 +41,20 @@ OPTIONS = {
 @dataclass(kw_only=True)
 class FunctionalOptimizer:
     """What the coordinate check uses of an optimizer — ``param_groups``, ``state``,
-    ``zero_grad()``, ``step()`` — with the step of ``torch.optim.{Adam, AdamW, SGD}``."""
+    ``zero_grad()``, ``step()`` — with the step of ``torch.optim.{Adam, AdamW, SGD}``.
+    ``pool``: where Adam's moment buffers come from and go back to (an earlier seed's,
+    zeroed: :mod:`muscale.coord.buffers`; None: fresh ``zeros_like``)."""
 
     rule: str  # adam | adamw | sgd
     param_groups: list[dict[str, Any]]
     state: dict[Tensor, dict[str, Tensor]] = field(default_factory=dict)
+    pool: BufferPool | None = None
+
+    def release(self) -> None:
+        """Hand the moment buffers to the pool (when there is one) and forget the state."""
+        if self.pool is not None:
+            self.pool.give(t for st in self.state.values() for k, t in st.items() if k != "step")
+        self.state.clear()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         for g in self.param_groups:
@@ -62,6 +73,7 @@ class FunctionalOptimizer:
 
     def _adam(self, g: dict[str, Any], params: list[Tensor]) -> None:
         fused = bool(g["fused"])
+        zeros_like = self.pool.zeros_like if self.pool is not None else _zeros_like
         for p in params:
             st = self.state.setdefault(p, {})
             if not st:  # torch's lazy init (Adam._init_group): step on the device when fused
@@ -70,10 +82,10 @@ class FunctionalOptimizer:
                     if fused
                     else torch.tensor(0.0, dtype=torch.float32)
                 )
-                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg"] = zeros_like(p)
+                st["exp_avg_sq"] = zeros_like(p)
                 if g["amsgrad"]:
-                    st["max_exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    st["max_exp_avg_sq"] = zeros_like(p)
         s = [self.state[p] for p in params]
         beta1, beta2 = g["betas"]
         adam_kernel(
@@ -116,9 +128,16 @@ class FunctionalOptimizer:
                 self.state.setdefault(p, {})["momentum_buffer"] = buf  # type: ignore[assignment]
 
 
-def functional_optimizer(model: torch.nn.Module, plan: Any, cfg: Any) -> FunctionalOptimizer | None:
+def _zeros_like(p: Tensor) -> Tensor:
+    return torch.zeros_like(p, memory_format=torch.preserve_format)
+
+
+def functional_optimizer(
+    model: torch.nn.Module, plan: Any, cfg: Any, pool: BufferPool | None = None
+) -> FunctionalOptimizer | None:
     """The check's optimizer for ``cfg`` (an ``OptimConfig``, its ``kwargs`` already holding
-    the implementation choice), or None when its class or options are not mirrored here."""
+    the implementation choice), or None when its class or options are not mirrored here.
+    ``pool``: reuse the moment buffers of an earlier optimizer (:class:`BufferPool`)."""
     from muscale.optim.groups import param_groups
     from muscale.optim.optimizer import optimizer_class
 
@@ -138,4 +157,4 @@ def functional_optimizer(model: torch.nn.Module, plan: Any, cfg: Any) -> Functio
     for g in param_groups(model, plan, cfg):
         g = {k: v for k, v in g.items() if k != "names"}
         groups.append({"lr": cfg.lr, **opts, **g})
-    return FunctionalOptimizer(rule=rule, param_groups=groups)
+    return FunctionalOptimizer(rule=rule, param_groups=groups, pool=pool)

@@ -22,6 +22,9 @@ import torch
 from torch import Tensor, nn
 
 from muscale.coord import batched, eps_probe
+from muscale.coord import workers as workers_mod
+from muscale.coord.buffers import BufferPool, KeptGrads
+from muscale.coord.functional_optim import FunctionalOptimizer
 from muscale.coord.points import Point, PointsSpec, resolve_points
 from muscale.coord.record import Recorder
 from muscale.errors import UserError, check_choice
@@ -91,7 +94,11 @@ def _build(factory: Factory, size: int, seed: int) -> tuple[nn.Module, Plan | No
     return model, plan
 
 
-def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.Optimizer:
+def _optimizer(
+    recipe: Any, model: nn.Module, plan: Plan | None, pool: BufferPool | None = None
+) -> torch.optim.Optimizer:
+    """The optimizer a recipe asks for; ``pool`` lends Adam buffers to muscale's functional
+    step (:mod:`muscale.coord.buffers`), other optimizers ignore it."""
     if isinstance(recipe, OptimConfig):
         if plan is None:
             raise UserError(
@@ -108,7 +115,7 @@ def _optimizer(recipe: Any, model: nn.Module, plan: Plan | None) -> torch.optim.
         )
         # torch's Adam/AdamW/SGD kernels without the optimizer object, whose construction
         # imports torch._dynamo (1.2-1.5 s of a 4 s check): muscale.coord.functional_optim
-        fast = functional_optimizer(model, plan, const)
+        fast = functional_optimizer(model, plan, const, pool)
         if fast is not None:
             return fast  # type: ignore[return-value]
         opt, _ = make_optimizer(model, plan, const, total_steps=1)
@@ -169,12 +176,15 @@ def train_and_record(
     """Run the protocol on one model; return ``stats (points, steps+1, 2)`` and losses.
 
     ``precision="bf16"``: forwards under ``torch.autocast`` in bfloat16 (matmuls ~3x faster
-    on CPUs with AVX512-BF16; parameters, optimizer and statistics stay float32)."""
+    on CPUs with AVX512-BF16; parameters, optimizer and statistics stay float32). The
+    gradients are kept between steps, with ``zero_grad(set_to_none=True)``'s values
+    (:class:`~muscale.coord.buffers.KeptGrads`), and left on the model at the end."""
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     inputs, target = _to(batch[0], device), _to(batch[1], device)
     args = inputs if isinstance(inputs, (tuple, list)) else (inputs,)
     losses = torch.full((steps + 1,), float("nan"), device=device)
     model.train()
+    grads = KeptGrads(model.parameters())
     cast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with Recorder(model, points, steps) as rec:
         for t in range(steps + 1):
@@ -188,8 +198,9 @@ def train_and_record(
                 out = model(*args)
                 loss = loss_fn(out, target)
             losses[t] = loss.detach()
-            opt.zero_grad(set_to_none=True)
+            grads.before_backward()  # in place of opt.zero_grad(set_to_none=True)
             loss.backward()
+            grads.after_backward()
             opt.step()
         return rec.stats, losses
 
@@ -226,35 +237,122 @@ class _SizeRun:
 
 def _points(job: _Job, model: nn.Module, size: int, ref: list[Point] | None) -> list[Point]:
     pts = resolve_points(model, job.points, relative=job.axis == "depth")
+    _same_points(job, size, pts, ref)
+    return pts
+
+
+def _same_points(job: _Job, size: int, pts: list[Point], ref: list[Point] | None) -> None:
     if ref is not None and [p.label for p in pts] != [p.label for p in ref]:
         raise UserError(
             f"coord-check: the model at {job.axis}={size} has different points "
             f"({[p.label for p in pts]}) than the first one"
         )
-    return pts
+
+
+@dataclass
+class _SeedRun:
+    """One size and seed's results (:class:`_SizeRun` stacks a size's seeds)."""
+
+    stats: Tensor  # (points, steps + 1, 2)
+    losses: Tensor  # (steps + 1,)
+    eps_row: dict[str, tuple[float, float]]
+    plan: Plan | None
+    points: list[Point]
+    family: str
+
+
+@dataclass
+class _Kept:
+    """What one seed's run leaves to the next seed of the same size
+    (:mod:`muscale.coord.buffers`): the model, when the factory can re-draw it in place
+    (``factory.reinit``), and the Adam buffers."""
+
+    size: int | None = None
+    model: nn.Module | None = None
+    plan: Plan | None = None
+    pool: BufferPool = field(default_factory=BufferPool)
+
+    def at(self, size: int) -> _Kept:
+        """This, emptied first when it holds another size's memory."""
+        if self.size != size:
+            self.size, self.model, self.plan, self.pool = size, None, None, BufferPool()
+        return self
+
+
+def _run_seed(
+    job: _Job, size: int, seed: int, ref: list[Point] | None, kept: _Kept | None = None
+) -> _SeedRun:
+    """Build ``factory(size, seed)`` and train it, in a forked RNG seeded with the seed:
+    the result depends on nothing else (not on what ran before, nor on the process).
+    ``kept``: memory of the previous seed at this size to run in (the same numbers)."""
+    reinit = getattr(job.factory, "reinit", None)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        redrawn = (
+            kept is not None
+            and kept.model is not None
+            and reinit is not None
+            and reinit(kept.model, kept.plan, seed)
+        )
+        if redrawn:
+            assert kept is not None and kept.model is not None
+            model, plan = kept.model, kept.plan
+        else:
+            if kept is not None:  # a model it could not re-draw: freed before the new one
+                kept.model = kept.plan = None
+            model, plan = _build(job.factory, size, seed)
+        pts = _points(job, model, size, ref)
+        opt = _optimizer(job.optimizer, model, plan, kept.pool if kept is not None else None)
+        family = optimizer_family(opt)
+        st, ls = train_and_record(model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision)
+        row = eps_probe.measure(model, opt)
+    if kept is not None:
+        if isinstance(opt, FunctionalOptimizer):
+            opt.release()  # its moment buffers to kept.pool
+        if reinit is not None:
+            kept.model, kept.plan = model, plan
+    return _SeedRun(st, ls, row, plan, pts, family)
+
+
+def _stack(runs: list[_SeedRun]) -> _SizeRun:
+    return _SizeRun(
+        torch.stack([r.stats for r in runs]),
+        torch.stack([r.losses for r in runs]),
+        [r.eps_row for r in runs],
+        [r.plan for r in runs],
+        runs[-1].points,
+        runs[-1].family,
+    )
 
 
 def _size_sequential(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun:
-    """One model per seed, built and trained in its own forked RNG seeded with the seed."""
-    stats, losses, rows, plans = [], [], [], []
-    pts, family = ref, "adam"
+    """One model per seed (:func:`_run_seed`), each in the memory of the one before."""
+    runs: list[_SeedRun] = []
+    kept = _Kept(size=size)
     for seed in range(job.seeds):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            model, plan = _build(job.factory, size, seed)
-            pts = _points(job, model, size, pts)
-            opt = _optimizer(job.optimizer, model, plan)
-            family = optimizer_family(opt)
-            st, ls = train_and_record(
-                model, opt, job.batch, job.loss_fn, pts, job.steps, job.precision
-            )
-            rows.append(eps_probe.measure(model, opt))
-        stats.append(st)
-        losses.append(ls)
-        plans.append(plan)
-        del model, opt
-    assert pts is not None
-    return _SizeRun(torch.stack(stats), torch.stack(losses), rows, plans, pts, family)
+        runs.append(_run_seed(job, size, seed, ref, kept))
+        ref = runs[-1].points
+    return _stack(runs)
+
+
+def _sizes_forked(job: _Job, sizes: Sequence[int], workers: int) -> list[_SizeRun]:
+    """Every size's :func:`_size_sequential` result, its (size, seed) runs spread over
+    ``workers`` forked processes (:mod:`muscale.coord.workers`; one thread each), split by a
+    cost estimate (a model's parameters grow as width², or as depth). A worker running
+    several seeds of one size in a row runs each in the memory of the one before, as one
+    process does."""
+    jobs = [(int(size), seed) for size in sizes for seed in range(job.seeds)]
+    costs = [float(size) ** 2 if job.axis == "width" else float(size) for size, _ in jobs]
+    kept = _Kept()  # each worker's own copy
+
+    def run(item: tuple[int, int]) -> _SeedRun:
+        size, seed = item
+        return _run_seed(job, size, seed, None, kept.at(size))
+
+    runs = workers_mod.map_forked(run, jobs, costs, workers)
+    for (size, _), r in zip(jobs, runs, strict=True):
+        _same_points(job, size, r.points, runs[0].points)
+    return [_stack(runs[i * job.seeds : (i + 1) * job.seeds]) for i in range(len(sizes))]
 
 
 def _size_batched(job: _Job, size: int, ref: list[Point] | None) -> _SizeRun | str:
@@ -300,6 +398,7 @@ def collect(
     axis: str = "width",
     precision: str = "fp32",
     batch_seeds: bool = False,
+    workers: int = 1,
 ) -> CoordData:
     """Train ``factory(size[, seed])`` for ``steps`` steps per size and seed; record stats.
 
@@ -315,9 +414,20 @@ def collect(
     why not ``vmap``. Off by default: on a CPU it was slower than one seed at a time (the
     matmuls dominate and ``bmm`` is no faster than three ``mm``; it also holds all seeds'
     models and Adam states at once, 2.5x the peak memory; docs/coord_check.md, "Speed").
+
+    ``workers > 1`` runs the (size, seed) trainings in that many forked processes with one
+    intra-op thread each (:mod:`muscale.coord.workers`; Linux, CPU; not with
+    ``batch_seeds``): the same numbers as one process with one thread, sooner on a machine
+    with that many free cores. ``meta["workers"]`` records how many ran.
     """
     validate(sizes, steps, seeds, axis)
     check_choice("precision", precision, PRECISIONS)
+    workers_mod.check_workers(workers)
+    if workers > 1 and batch_seeds:
+        raise UserError(
+            f"workers={workers} with batch_seeds=True: choose one (worker processes run the "
+            "seeds one at a time)"
+        )
     loss_fn = loss or cross_entropy
     n_sizes = len(sizes)
     level: np.ndarray | None = None
@@ -341,8 +451,13 @@ def collect(
         precision=precision,
     )
     t0 = time.perf_counter()
+    forked = _sizes_forked(job, sizes, workers) if workers > 1 else None
     for si, size in enumerate(sizes):
-        run: _SizeRun | str = _size_batched(job, int(size), pts_ref) if reason is None else reason
+        run: _SizeRun | str
+        if forked is not None:
+            run = forked[si]
+        else:
+            run = _size_batched(job, int(size), pts_ref) if reason is None else reason
         if isinstance(run, str):  # not batchable: this size and the rest run one seed at a time
             reason = run
             run = _size_sequential(job, int(size), pts_ref)
@@ -381,6 +496,7 @@ def collect(
             "eps": eps_probe.stack(eps_rows, n_sizes, seeds),
             "seed_batching": path,
             "seed_batching_reason": reason,
+            "workers": workers,
         },
     )
 
@@ -389,8 +505,6 @@ def optimizer_family(opt: torch.optim.Optimizer) -> str:
     """The rule-table column of a built optimizer without a plan: ``sgd`` for
     ``torch.optim.SGD`` and its subclasses (mup's ``MuSGD`` builds one), else ``adam``
     (adaptive: Adam, AdamW and the like)."""
-    from muscale.coord.functional_optim import FunctionalOptimizer
-
     if isinstance(opt, FunctionalOptimizer):
         return "sgd" if opt.rule == "sgd" else "adam"
     return "sgd" if isinstance(opt, torch.optim.SGD) else "adam"
@@ -417,6 +531,45 @@ def validate(sizes: Sequence[int], steps: int, seeds: int, axis: str = "width") 
 # --- muscale configs -> factory, batch ------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ConfigFactory:
+    """``(size, seed) -> (model, plan)`` for a muscale model config at varying width/depth
+    (what :func:`config_factory` returns), and :meth:`reinit` for the seeds after the first."""
+
+    model_cfg: Any
+    param_cfg: Any
+    family: str
+    axis: str
+    device: str
+
+    def __call__(self, size: int, seed: int) -> tuple[nn.Module, Plan]:
+        from muscale.build import build_model
+
+        key = "width" if self.axis == "width" else "depth"
+        cfg = dataclasses.replace(self.model_cfg, **{key: int(size)})
+        return build_model(
+            cfg, self.param_cfg, optim_family=self.family, seed=seed, device=self.device
+        )
+
+    def reinit(self, model: nn.Module, plan: Plan, seed: int) -> bool:
+        """Re-draw ``model`` (built by this factory, trained or not) in place into what
+        ``self(size, seed)`` returns, and say so; False, touching nothing, for families where
+        that is not known to hold. For muscale's own families it holds: building draws
+        nothing (no torch default init) and :func:`~muscale.param.init.init_parameters`
+        writes every parameter from ``seed`` alone (``tests/test_build_undrawn.py``); the
+        buffers (RoPE tables) are constants. The check uses it so that the next seed runs in
+        memory already mapped (:mod:`muscale.coord.buffers`). A factory that changes the
+        models it returns (a wrapper, a subclass) must not offer this method as it is: a
+        plain function wrapping this object has none, so every seed is built afresh."""
+        from muscale.models import FAMILIES
+        from muscale.param.init import init_parameters
+
+        if self.model_cfg.family not in FAMILIES:
+            return False
+        init_parameters(model, plan, seed=seed)
+        return True
+
+
 def config_factory(
     model_cfg: Any,
     param_cfg: Any,
@@ -424,25 +577,19 @@ def config_factory(
     family: str = "adam",
     axis: str = "width",
     device: str = "cpu",
-) -> Callable[[int, int], tuple[nn.Module, Plan]]:
+) -> ConfigFactory:
     """``(size, seed) -> (model, plan)`` for a muscale model config at varying width/depth.
 
     Slopes do not depend on the base shape, so a base width above the smallest width is
     allowed here; in depth mode ``param.base_depth`` defaults to the smallest depth (with
     ``None`` every depth would be its own base and the depth rules would do nothing).
     """
-    from muscale.build import build_model, param_config
+    from muscale.build import param_config
     from muscale.models import model_config
 
     mcfg, pcfg = model_config(model_cfg), param_config(param_cfg)
     pcfg = dataclasses.replace(pcfg, allow_base_above_width=True)
-
-    def factory(size: int, seed: int) -> tuple[nn.Module, Plan]:
-        key = "width" if axis == "width" else "depth"
-        cfg = dataclasses.replace(mcfg, **{key: int(size)})
-        return build_model(cfg, pcfg, optim_family=family, seed=seed, device=device)
-
-    return factory
+    return ConfigFactory(model_cfg=mcfg, param_cfg=pcfg, family=family, axis=axis, device=device)
 
 
 def synthetic_batch(

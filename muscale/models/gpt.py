@@ -9,7 +9,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from muscale.models.configs import GPTConfig
-from muscale.models.layers import AttnProbe, ScaledEmbedding, ScaledLinear, apply_rope, rope_cache
+from muscale.models.layers import (
+    AttnProbe,
+    Linear,
+    ScaledEmbedding,
+    ScaledLinear,
+    apply_rope,
+    rope_cache,
+)
 from muscale.param.roles import ParamSpec, Role
 
 
@@ -23,15 +30,17 @@ class Attention(nn.Module):
     cos: Tensor
     sin: Tensor
 
-    def __init__(self, cfg: GPTConfig, dims: dict[str, int], attn_scale: float) -> None:
+    def __init__(
+        self, cfg: GPTConfig, dims: dict[str, int], attn_scale: float, draw: bool = True
+    ) -> None:
         super().__init__()
         c, b = dims["d_model"], cfg.bias
         self.n_heads, self.head_dim = dims["n_heads"], dims["head_dim"]
         self.n_kv = dims["kv_dim"] // self.head_dim
-        self.q_proj = nn.Linear(c, dims["q_dim"], bias=b)
-        self.k_proj = nn.Linear(c, dims["kv_dim"], bias=b)
-        self.v_proj = nn.Linear(c, dims["kv_dim"], bias=b)
-        self.o_proj = nn.Linear(dims["q_dim"], c, bias=b)
+        self.q_proj = Linear(c, dims["q_dim"], bias=b, draw=draw)
+        self.k_proj = Linear(c, dims["kv_dim"], bias=b, draw=draw)
+        self.v_proj = Linear(c, dims["kv_dim"], bias=b, draw=draw)
+        self.o_proj = Linear(dims["q_dim"], c, bias=b, draw=draw)
         self.probe = AttnProbe(attn_scale)
         self.rope = cfg.pos == "rope"
         if self.rope:
@@ -56,14 +65,14 @@ class Attention(nn.Module):
 class FeedForward(nn.Module):
     """GELU MLP, or SwiGLU (Shazeer 2020): fc_out(silu(fc_gate x) * fc_in x)."""
 
-    def __init__(self, cfg: GPTConfig, dims: dict[str, int]) -> None:
+    def __init__(self, cfg: GPTConfig, dims: dict[str, int], draw: bool = True) -> None:
         super().__init__()
         c, f, b = dims["d_model"], dims["d_ff"], cfg.bias
         self.swiglu = cfg.mlp == "swiglu"
-        self.fc_in = nn.Linear(c, f, bias=b)
+        self.fc_in = Linear(c, f, bias=b, draw=draw)
         if self.swiglu:
-            self.fc_gate = nn.Linear(c, f, bias=b)
-        self.fc_out = nn.Linear(f, c, bias=b)
+            self.fc_gate = Linear(c, f, bias=b, draw=draw)
+        self.fc_out = Linear(f, c, bias=b, draw=draw)
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.fc_in(x)
@@ -72,12 +81,14 @@ class FeedForward(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig, dims: dict[str, int], mults: dict[str, float]) -> None:
+    def __init__(
+        self, cfg: GPTConfig, dims: dict[str, int], mults: dict[str, float], draw: bool = True
+    ) -> None:
         super().__init__()
         self.norm1 = _norm(cfg, dims["d_model"])
-        self.attn = Attention(cfg, dims, mults["attn_scale"])
+        self.attn = Attention(cfg, dims, mults["attn_scale"], draw)
         self.norm2 = _norm(cfg, dims["d_model"])
-        self.mlp = FeedForward(cfg, dims)
+        self.mlp = FeedForward(cfg, dims, draw)
         self.branch = float(mults["branch"])  # m_L^-alpha (depth rules)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, T, C) residual stream
@@ -89,17 +100,21 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig, mults: dict[str, float]) -> None:
+    """``draw=False`` builds the linear and embedding layers without torch's default init
+    (:class:`~muscale.models.layers.Linear`): for :func:`muscale.build.build_model`, which
+    draws every parameter from the plan; a GPT built alone should keep ``draw=True``."""
+
+    def __init__(self, cfg: GPTConfig, mults: dict[str, float], *, draw: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         self.dims = cfg.dims(cfg.width)
         c = self.dims["d_model"]
-        self.wte = ScaledEmbedding(cfg.vocab_size, c, mult=mults["input"])
+        self.wte = ScaledEmbedding(cfg.vocab_size, c, mult=mults["input"], draw=draw)
         if cfg.pos == "learned":
-            self.wpe = ScaledEmbedding(cfg.seq_len, c, mult=mults["input"])
-        self.blocks = nn.ModuleList(Block(cfg, self.dims, mults) for _ in range(cfg.depth))
+            self.wpe = ScaledEmbedding(cfg.seq_len, c, mult=mults["input"], draw=draw)
+        self.blocks = nn.ModuleList(Block(cfg, self.dims, mults, draw) for _ in range(cfg.depth))
         self.norm_f = _norm(cfg, c)
-        self.lm_head = ScaledLinear(c, cfg.vocab_size, bias=False, mult=mults["output"])
+        self.lm_head = ScaledLinear(c, cfg.vocab_size, bias=False, mult=mults["output"], draw=draw)
         if cfg.tie_embeddings:
             # shared tensor: named_parameters() lists it once, as wte.weight (role input);
             # the readout still applies the output multiplier (mup's MuSharedReadout)

@@ -11,13 +11,37 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class ScaledLinear(nn.Linear):
+class Linear(nn.Linear):
+    """``nn.Linear`` that can be built without torch's default init.
+
+    ``draw=False`` allocates weight and bias (``torch.empty``, as ``nn.Linear`` does) and
+    skips the ``kaiming_uniform_`` draw that ``nn.Linear.__init__`` runs: a model built by
+    :func:`muscale.build.build_model` has every parameter drawn from its plan right after
+    (:func:`muscale.param.init.init_parameters` writes each tensor in full), so torch's draw
+    was thrown away — 0.26 s of a 2.9 s default coordinate check (docs/coord_check.md,
+    "Speed"). Only construction skips it: ``reset_parameters()`` called later draws as
+    torch's does. ``draw=True`` is exactly ``nn.Linear``.
+    """
+
+    def __init__(self, in_features: int, out_features: int, *, bias: bool, draw: bool = True):
+        self._skip_draw = not draw  # read by reset_parameters, which nn.Linear.__init__ calls
+        super().__init__(in_features, out_features, bias=bias)
+        del self._skip_draw
+
+    def reset_parameters(self) -> None:
+        if not getattr(self, "_skip_draw", False):
+            super().reset_parameters()
+
+
+class ScaledLinear(Linear):
     """``W (mult · x) + b``: a readout (μP: mult = alpha_out/m, TP5 Table 8) or an input
     layer with alpha_in. Scaling the input rather than the output leaves the bias unscaled,
-    as mup's ``MuReadout`` does."""
+    as mup's ``MuReadout`` does. ``draw``: as :class:`Linear`."""
 
-    def __init__(self, in_features: int, out_features: int, *, bias: bool, mult: float) -> None:
-        super().__init__(in_features, out_features, bias=bias)
+    def __init__(
+        self, in_features: int, out_features: int, *, bias: bool, mult: float, draw: bool = True
+    ) -> None:
+        super().__init__(in_features, out_features, bias=bias, draw=draw)
         self.mult = float(mult)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -32,11 +56,19 @@ class ScaledLinear(nn.Linear):
 
 
 class ScaledEmbedding(nn.Embedding):
-    """Token embedding times the input multiplier alpha_in."""
+    """Token embedding times the input multiplier alpha_in. ``draw=False`` skips the
+    ``normal_`` draw of ``nn.Embedding.__init__`` (the plan draws the table; see
+    :class:`Linear`)."""
 
-    def __init__(self, num: int, dim: int, *, mult: float) -> None:
+    def __init__(self, num: int, dim: int, *, mult: float, draw: bool = True) -> None:
+        self._skip_draw = not draw  # read by reset_parameters, which nn.Embedding.__init__ calls
         super().__init__(num, dim)
+        del self._skip_draw
         self.mult = float(mult)
+
+    def reset_parameters(self) -> None:
+        if not getattr(self, "_skip_draw", False):
+            super().reset_parameters()
 
     def forward(self, idx: Tensor) -> Tensor:
         out = super().forward(idx)

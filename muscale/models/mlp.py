@@ -5,17 +5,19 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from muscale.models.configs import MLPConfig
-from muscale.models.layers import ScaledLinear, activation
+from muscale.models.layers import Linear, ScaledLinear, activation
 from muscale.param.roles import ParamSpec, Role
 
 
 class MLPBlock(nn.Module):
     """``W act(h)``, or ``h + branch · W act(h)`` when residual."""
 
-    def __init__(self, width: int, *, bias: bool, act: str, residual: bool, branch: float) -> None:
+    def __init__(
+        self, width: int, *, bias: bool, act: str, residual: bool, branch: float, draw: bool = True
+    ) -> None:
         super().__init__()
         self.act = activation(act)
-        self.fc = nn.Linear(width, width, bias=bias)
+        self.fc = Linear(width, width, bias=bias, draw=draw)
         self.residual = residual
         self.branch = float(branch)
 
@@ -25,10 +27,15 @@ class MLPBlock(nn.Module):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: MLPConfig, mults: dict[str, float]) -> None:
+    """``draw=False``: layers built without torch's default init, as in
+    :class:`~muscale.models.gpt.GPT` (for :func:`muscale.build.build_model`)."""
+
+    def __init__(self, cfg: MLPConfig, mults: dict[str, float], *, draw: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
-        self.inp = ScaledLinear(cfg.in_dim, cfg.width, bias=cfg.bias, mult=mults["input"])
+        self.inp = ScaledLinear(
+            cfg.in_dim, cfg.width, bias=cfg.bias, mult=mults["input"], draw=draw
+        )
         self.blocks = nn.ModuleList(
             MLPBlock(
                 cfg.width,
@@ -36,11 +43,14 @@ class MLP(nn.Module):
                 act=cfg.activation,
                 residual=cfg.residual,
                 branch=mults["branch"],
+                draw=draw,
             )
             for _ in range(cfg.depth)
         )
         self.act = activation(cfg.activation)
-        self.out = ScaledLinear(cfg.width, cfg.out_dim, bias=cfg.bias, mult=mults["output"])
+        self.out = ScaledLinear(
+            cfg.width, cfg.out_dim, bias=cfg.bias, mult=mults["output"], draw=draw
+        )
 
     def forward(self, x: Tensor) -> Tensor:  # (B, in_dim) -> (B, out_dim)
         h = self.inp(x)  # (B, width) pre-activation
