@@ -101,10 +101,24 @@ def test_points_for_unknown_module_need_names():
         ["seeds=0"],
         ["format=xml"],
         ["expect=foo"],
+        ["threads=0"],
+        ["threads=1.5"],
     ],
 )
 def test_cli_bad_input_exits_2(args, tmp_path):
     assert cli(["coord-check", "model=mlp", f"out={tmp_path}", *args]) == 2
+
+
+def test_cli_runs_on_one_thread_unless_told(tmp_path, monkeypatch):
+    """``threads: 1`` (conf/coord_check.yaml) is this command's own process setting: the
+    check's matmuls are tiny and two threads' OpenMP barriers stall on a busy machine."""
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(n))
+    calls: list[int] = []
+    common = ["coord-check", "model=mlp", "widths=[32,64]", "steps=1", "seeds=1", "plot=false"]
+    cli([*common, f"out={tmp_path / 'a'}", "format=json"])
+    assert calls == [1]
+    cli([*common, f"out={tmp_path / 'b'}", "format=json", "threads=null"])
+    assert calls == [1]
 
 
 @pytest.mark.slow

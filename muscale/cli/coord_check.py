@@ -28,6 +28,7 @@ from __future__ import annotations
 import sys
 
 from muscale.cli.common import check_format, compose, print_json
+from muscale.errors import check_positive_int
 
 
 def main(argv: list[str]) -> int:
@@ -36,6 +37,12 @@ def main(argv: list[str]) -> int:
         return 0
     cfg = compose("coord_check", argv)
     fmt = check_format(str(cfg.format))
+    threads = cfg.get("threads")
+    if threads is not None:  # this command's own process (the library call leaves it alone)
+        check_positive_int("threads", threads)
+        import torch
+
+        torch.set_num_threads(int(threads))
     from muscale.coord.check import check_from_cfg, default_out, save
 
     rep = check_from_cfg(cfg)
