@@ -232,5 +232,12 @@ def test_memory_guard_refuses_a_width_that_cannot_fit():
     assert ext.memory_note(factory, data, 128) is None
     note = ext.memory_note(factory, data, 2**24)  # ~2^40 weights
     assert note is not None and note.startswith("width 16777216 would need") and "GiB" in note
+    # worker processes train several models of the new width at once: the need multiplies
+    two = ext.memory_note(factory, data, 2**24, copies=2)
+
+    def gib(text: str) -> float:
+        return float(text.split("≈ ")[1].split(" GiB")[0])
+
+    assert gib(two) == pytest.approx(2 * gib(note), rel=1e-2)
     outside = report(_data([0.33, 0.39, 0.24], 3), expect="mup")
     assert ext.choose(outside, 4096, fits=lambda n: f"no room for {n}") == "no room for 1024"

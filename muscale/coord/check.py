@@ -92,7 +92,8 @@ def coord_check(
         return extend_mod.collect_more(factory, d, seeds=plan.new, **kw)
 
     def fits(d: CoordData, size: int) -> str | None:
-        return extend_mod.memory_note(factory, d, size)
+        # worker processes train up to min(workers, seeds) models of the new size at once
+        return extend_mod.memory_note(factory, d, size, copies=min(workers, d.seeds))
 
     return extend_mod.extend(
         judge(data), more=more, judge=judge, rounds=extend, max_size=cap, fits=fits

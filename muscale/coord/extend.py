@@ -274,12 +274,13 @@ class Plan:
     reason: str
 
 
-def memory_note(factory: Factory, data: CoordData, size: int) -> str | None:
+def memory_note(factory: Factory, data: CoordData, size: int, copies: int = 1) -> str | None:
     """None when training a model of ``size`` should fit; else a sentence with the numbers.
 
     Builds the widest model already run (no training) to count its parameter bytes, scales
     them to ``size`` (like size² in width: dense matrices; like size in depth) and counts
-    weights, gradients and two optimizer moments (Adam's; SGD needs less), against
+    weights, gradients and two optimizer moments (Adam's; SGD needs less), times ``copies``
+    trained at once (worker processes), against
     :data:`MEMORY_FRACTION` of the device's free memory (CUDA: free on the GPU; CPU:
     ``MemAvailable``). Without that guard the calibration's depth-8 MLP, doubled twice from
     width 4096, ran a 23 GB machine out of memory."""
@@ -293,7 +294,7 @@ def memory_note(factory: Factory, data: CoordData, size: int) -> str | None:
     device = str(params[0].device) if params else "cpu"
     del model, params
     power = 2 if data.axis == "width" else 1
-    need = 4 * nbytes * (size / widest) ** power
+    need = 4 * nbytes * (size / widest) ** power * copies
     free = available_bytes(device)
     if free is None or need <= MEMORY_FRACTION * free:
         return None
