@@ -15,6 +15,10 @@ more seeds when the interval is wide from seed noise, never beyond ``max_size=``
 the largest width) nor a width that would not fit in memory. One line says what was added
 and why; ``extend=0`` turns it off.
 
+The command runs on one intra-op thread (``threads=1``; ``threads=null``: torch's default):
+the check's matmuls are tiny, and two threads stall on a busy machine. ``workers=N`` trains
+the widths and seeds in N forked processes (Linux, CPU; the same numbers).
+
 Without ``expect=`` the run is judged against what its own plan claims (``param=sp`` is
 checked for SP's signature); ``expect=mup`` asks whether the model is μP.
 
