@@ -308,6 +308,22 @@ def joint_spec(
     return sc, fixed
 
 
+def run_spec(
+    cfg: DictConfig,
+    out: Path,
+    pool: Any,
+    name: str,
+    label: str,
+    *,
+    stop: dict[str, Any] | None = None,
+    **spec: Any,
+) -> Any:
+    """One grid sweep: :func:`sweep_spec` (``name`` and ``spec``) run by :func:`run_stage`
+    behind the progress line ``label``."""
+    sc, fixed = sweep_spec(cfg, out, name, **spec)
+    return run_stage(cfg, out, pool, sc, fixed, label, stop=stop)
+
+
 def run_stage(
     cfg: DictConfig,
     out: Path,
@@ -403,17 +419,19 @@ def _grid_tuning(
     w0, others = widths[0], widths[1:]
     lrs = sorted(float(x) for x in cfg.proxy.lrs)
     search_params = {k: list(v) for k, v in cfg.search.params.items() if v is not None}
-    sc, fixed = sweep_spec(
+    search = run_spec(
         cfg,
         out,
+        pool,
         "mup_search",
+        f"μP search (w{w0})",
+        stop=stop,
         widths=[w0],
         scheme="mup",
         lrs=lrs,
         params=search_params,
         seeds=list(cfg.confirm.seeds),  # its LR curves at w0 are confirmed curves too
     )
-    search = run_stage(cfg, out, pool, sc, fixed, f"μP search (w{w0})", stop=stop)
     curve = _mean_curve(search, width=w0, match={})
     (lr_best, hp_items), _ = min(curve.items(), key=lambda kv: kv[1])
     best_hp = dict(hp_items)  # config key -> value
@@ -434,18 +452,21 @@ def _grid_tuning(
             if not values:
                 continue
             c_params = {short[k]: ([v] if k != key else values) for k, v in best_hp.items()}
-        sc, fixed = sweep_spec(
-            cfg,
-            out,
-            f"mup_confirm_{name}",
-            widths=others,
-            scheme="mup",
-            lrs=c_lrs,
-            params=c_params,
-            seeds=list(cfg.confirm.seeds),
+        confirms.append(
+            run_spec(
+                cfg,
+                out,
+                pool,
+                f"mup_confirm_{name}",
+                f"μP confirm {name} (w{_lst(others)})",
+                stop=stop,
+                widths=others,
+                scheme="mup",
+                lrs=c_lrs,
+                params=c_params,
+                seeds=list(cfg.confirm.seeds),
+            )
         )
-        label = f"μP confirm {name} (w{_lst(others)})"
-        confirms.append(run_stage(cfg, out, pool, sc, fixed, label, stop=stop))
     return Tuning(
         lr=lr_best,
         hparams=best_hp,
@@ -523,8 +544,10 @@ def _pipeline(cfg: DictConfig, pool: Any, stop: dict[str, Any]) -> PipelineResul
 
     # 4. SP: what a user does without μP, the LR swept at every proxy width
     t0 = time.perf_counter()
-    sc, fixed = sweep_spec(cfg, out, "sp", widths=widths, scheme="sp", lrs=lrs, params={})
-    sp_sweep = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep (w{_lst(widths)})", stop=stop)
+    label = f"SP LR sweep (w{_lst(widths)})"
+    sp_sweep = run_spec(
+        cfg, out, pool, "sp", label, stop=stop, widths=widths, scheme="sp", lrs=lrs, params={}
+    )
     timings["sp_sweep"] = time.perf_counter() - t0
 
     # 5. fits, verdicts, transfer: the same fits as `muscale fit` on this store

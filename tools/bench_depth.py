@@ -28,7 +28,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from muscale.hydra_app import compose
-from muscale.pipeline import run_stage, sweep_spec
+from muscale.pipeline import run_spec
 from muscale.sweep.optima import fit_param
 from muscale.sweep.store import Store
 from muscale.sweep.transfer import transfer_log2, transfer_method
@@ -88,10 +88,12 @@ def main() -> None:
         for alpha in alphas:
             acfg = _alpha_cfg(cfg, extra, alpha, d0)
             name = f"depth_a{alpha:g}".replace(".", "p")
-            sc, fixed = sweep_spec(
+            oc = run_spec(
                 acfg,
                 out,
+                pool,
                 name,
+                f"α={alpha:g} LR sweep over depth",
                 widths=[args.width],
                 depths=depths,
                 scheme="mup",
@@ -99,7 +101,6 @@ def main() -> None:
                 params={},
                 seeds=seeds,
             )
-            oc = run_stage(acfg, out, pool, sc, fixed, f"α={alpha:g} LR sweep over depth")
             recs = Store(str(out / "sweeps.db")).records(name)
             pf = fit_param(recs, param="lr", scale="depth", scheme="mup", tol=0.15)
             row = {
@@ -125,17 +126,18 @@ def main() -> None:
                 lr_t = 2.0**x
                 tcfg = _alpha_cfg(cfg, extra, alpha, d0, depth=args.target_depth)
                 check = [lr_t * 2.0**d for d in (-1, 0, 1)]
-                sc, fixed = sweep_spec(
+                tc = run_spec(
                     tcfg,
                     out,
+                    pool,
                     f"{name}_target",
+                    f"α={alpha:g} depth {args.target_depth}",
                     widths=[args.width],
                     scheme="mup",
                     lrs=check,
                     params={},
                     seeds=seeds,
                 )
-                tc = run_stage(tcfg, out, pool, sc, fixed, f"α={alpha:g} depth {args.target_depth}")
                 by_lr: dict[float, list[float]] = {}
                 for t, loss in tc.losses.values():
                     by_lr.setdefault(t.lr, []).append(loss)

@@ -36,7 +36,7 @@ from omegaconf import OmegaConf
 from scipy import stats
 
 from muscale.hydra_app import compose
-from muscale.pipeline import run_pipeline, run_stage, sweep_spec
+from muscale.pipeline import run_pipeline, run_spec
 from muscale.sweep.config import SWEEPABLE
 from muscale.sweep.optima import optimum_1d
 from muscale.trial_pool import make_pool
@@ -131,66 +131,68 @@ def main() -> None:
         sp_lr0 = pipe.sp.tuned["optim.lr"]
         n = args.target_lrs
         sp_lrs = [sp_lr0 * 2.0 ** (i - n // 2) for i in range(n)]
-        sc, fixed = sweep_spec(
+        sp_t = run_spec(
             cfg,
             out,
+            pool,
             "sp_target",
+            f"SP LR sweep at w{args.target}",
             widths=[args.target],
             scheme="sp",
             lrs=sp_lrs,
             params={},
             seeds=seeds,
         )
-        sp_t = run_stage(cfg, out, pool, sc, fixed, f"SP LR sweep at w{args.target}")
         # μP at the target: a small LR sweep around the transferred LR (regret)
         mu_lrs = [mup_lr * 2.0**d for d in (-1, 0, 1)]
-        sc, fixed = sweep_spec(
+        mu_t = run_spec(
             cfg,
             out,
+            pool,
             "mup_target",
+            f"μP LR sweep at w{args.target}",
             widths=[args.target],
             scheme="mup",
             lrs=mu_lrs,
             params=hp_params,
             seeds=seeds,
         )
-        mu_t = run_stage(cfg, out, pool, sc, fixed, f"μP LR sweep at w{args.target}")
         # α_out at the target: ½x and 2x the transferred value at the transferred LR (the
         # centre is the LR sweep's centre run): its drift over the whole range and regret
         aout = None
         if "alpha_out" in hp_params and args.target_alpha_out:
             a0 = hp_params["alpha_out"][0]
-            sc, fixed = sweep_spec(
+            aout = run_spec(
                 cfg,
                 out,
+                pool,
                 "mup_target_alpha_out",
+                f"μP α_out check at w{args.target}",
                 widths=[args.target],
                 scheme="mup",
                 lrs=[mup_lr],
                 params={**hp_params, "alpha_out": [a0 / 2, a0 * 2]},
                 seeds=seeds,
             )
-            aout = run_stage(cfg, out, pool, sc, fixed, f"μP α_out check at w{args.target}")
         # more seeds for the two runs the headline compares (a t-test needs them)
         extra_seeds = [int(x) for x in args.extra_target_seeds.split(",") if x.strip()]
         more: dict[str, list[float]] = {}
         if extra_seeds:
             sp_best_lr = _best(sp_t, args.target)[0]
             for scheme, lr, params in (("sp", sp_best_lr, {}), ("mup", mup_lr, hp_params)):
-                sc, fixed = sweep_spec(
+                run = run_spec(
                     cfg,
                     out,
+                    pool,
                     f"{scheme}_target_seeds",
+                    f"{scheme} extra seeds at w{args.target}",
                     widths=[args.target],
                     scheme=scheme,
                     lrs=[lr],
                     params=params,
                     seeds=extra_seeds,
                 )
-                label = f"{scheme} extra seeds at w{args.target}"
-                more[scheme] = [
-                    loss for _, loss in run_stage(cfg, out, pool, sc, fixed, label).losses.values()
-                ]
+                more[scheme] = [loss for _, loss in run.losses.values()]
         depth = None
         if args.depth_target:
             dcfg = OmegaConf.merge(
@@ -206,17 +208,18 @@ def main() -> None:
                     }
                 },
             )
-            sc, fixed = sweep_spec(
+            dep = run_spec(
                 dcfg,
                 out,
+                pool,
                 "mup_depth",
+                f"μP depth {args.depth_target} sweep",
                 widths=[min(widths)],
                 scheme="mup",
                 lrs=mu_lrs,
                 params=hp_params,
                 seeds=seeds,
             )
-            dep = run_stage(dcfg, out, pool, sc, fixed, f"μP depth {args.depth_target} sweep")
             d_lr, d_best, _ = _best(dep, min(widths))
             at = [loss for t, loss in dep.losses.values() if t.lr == mu_lrs[1]]
             depth = {
