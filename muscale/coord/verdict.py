@@ -207,6 +207,7 @@ class Slope:
     seed_slopes: list[float] = field(default_factory=list)
     se: float = float("nan")
     df: float = 0.0
+    gamma: float = 0.0  # the fit's weights n^gamma (:func:`variance_decay`)
     half: float = float("nan")
     half_fail: float = float("nan")
     expected: float | None = None  # point expectation (None when a crossover band or none)
@@ -402,7 +403,6 @@ def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
     edge, with the present estimates (octaves: at most 6; 0 when no entry says)."""
     seeds_needed, octaves_needed = data.seeds, 0
     x = np.log2(np.asarray(data.sizes, float))
-    gamma = variance_decay(data) if data.axis == "width" else {}
 
     def spread(xs: np.ndarray, g: float) -> float:
         """Σ w (x − x̄_w)², w = n^γ: the slope's variance goes like its inverse (Aitken)."""
@@ -424,12 +424,11 @@ def needs(entries: list[Slope], data: CoordData) -> tuple[int, int]:
         # (weighted by n^γ as the slopes are, :func:`variance_decay`)
         need = (s.half if inside else s.half_fail) / gap
         seeds_needed = max(seeds_needed, data.seeds + 1, math.ceil(data.seeds * need**2))
-        g = gamma.get(s.stat, 0.0)
-        k, xs, sxx = 0, list(x), spread(x, g)
+        k, xs, sxx = 0, list(x), spread(x, s.gamma)
         while k < 6:
             k += 1
             xs.append(xs[-1] + 1.0)
-            if need * math.sqrt(sxx / spread(np.asarray(xs), g)) < 1.0:
+            if need * math.sqrt(sxx / spread(np.asarray(xs), s.gamma)) < 1.0:
                 break
         octaves_needed = max(octaves_needed, k)
     return seeds_needed, octaves_needed
@@ -523,7 +522,7 @@ def _ols(
     b = (w * xc) @ yc / sxx
     resid = yc - np.outer(xc, b)
     dof = len(x) - 2
-    var = (w @ resid**2) * len(x) / dof / (sxx * len(x)) if dof > 0 else np.full(b.shape, np.nan)
+    var = (w @ resid**2) / dof / sxx if dof > 0 else np.full(b.shape, np.nan)
     return b, var
 
 
@@ -576,6 +575,7 @@ class _Entry:
     step_b: np.ndarray  # (steps, seeds) per-seed slopes at each step
     se2: float  # squared standard error of the mean slope (nan: none)
     df: float
+    gamma: float  # the fit's weights n^gamma
 
 
 #: statistic groups: (name, recorded statistic, steps it covers)
@@ -629,7 +629,7 @@ def _entries(data: CoordData) -> tuple[list[_Entry], list[dict[str, Any]]]:
                 se2, df = float(np.mean(vs)), float(len(x) - 2)
             if not math.isfinite(se2):
                 df = 0.0
-            out.append(_Entry(j, name, used, step_b, se2, df))
+            out.append(_Entry(j, name, used, step_b, se2, df, gamma.get(name, 0.0)))
     return out, skipped
 
 
@@ -690,6 +690,7 @@ def fit_slopes(data: CoordData) -> tuple[list[Slope], list[dict[str, Any]]]:
                 seed_slopes=[float(v) for v in per_seed],
                 se=se,
                 df=df,
+                gamma=e.gamma,
             )
         )
     return slopes, skipped
