@@ -39,20 +39,28 @@ def _one_trial_sweep(tmp_path: Path) -> tuple[SweepConfig, str]:
     return sc, trial.key
 
 
-def _claim(store: Store, key: str, owner: str) -> None:
+def _claim(
+    store: Store,
+    key: str,
+    owner: str,
+    *,
+    sweep: str = "leased",
+    config: dict | None = None,
+    run_dir: str = "elsewhere",
+) -> None:
     got = store.claim(
         key,
         owner=owner,
         ttl=120,
-        sweep="leased",
+        sweep=sweep,
         scheme="mup",
         width=16,
         depth=2,
         seed=0,
         lr=0.01,
         hparams={},
-        config={},
-        run_dir="elsewhere",
+        config=config or {},
+        run_dir=run_dir,
     )
     assert got == "claimed"
 
@@ -178,20 +186,7 @@ def test_a_store_run_with_other_settings_is_refused_before_any_trial(tmp_path) -
     store = Store(sc.store)
     owner = new_owner()
     config = training_config(compose("sweep", [*fixed, *trial.overrides()]))
-    store.claim(
-        key,
-        owner=owner,
-        ttl=120,
-        sweep=sc.name,
-        scheme="mup",
-        width=16,
-        depth=2,
-        seed=0,
-        lr=0.01,
-        hparams={},
-        config=config,
-        run_dir="r",
-    )
+    _claim(store, key, owner, sweep=sc.name, config=config, run_dir="r")
     store.finish(
         key, final_loss=1.5, final_eval_loss=1.5, best_eval_loss=1.5, diverged=False, wall_time=1.0
     )
