@@ -43,17 +43,16 @@ class FunctionalOptimizer:
     """What the coordinate check uses of an optimizer — ``param_groups``, ``state``,
     ``zero_grad()``, ``step()`` — with the step of ``torch.optim.{Adam, AdamW, SGD}``.
     ``pool``: where Adam's moment buffers come from and go back to (an earlier seed's,
-    zeroed: :mod:`muscale.coord.buffers`; None: fresh ``zeros_like``)."""
+    zeroed: :mod:`muscale.coord.buffers`; an empty pool gives fresh ``zeros_like``)."""
 
     rule: str  # adam | adamw | sgd
     param_groups: list[dict[str, Any]]
     state: dict[Tensor, dict[str, Tensor]] = field(default_factory=dict)
-    pool: BufferPool | None = None
+    pool: BufferPool = field(default_factory=BufferPool)
 
     def release(self) -> None:
-        """Hand the moment buffers to the pool (when there is one) and forget the state."""
-        if self.pool is not None:
-            self.pool.give(t for st in self.state.values() for k, t in st.items() if k != "step")
+        """Hand the moment buffers to the pool and forget the state."""
+        self.pool.give(t for st in self.state.values() for k, t in st.items() if k != "step")
         self.state.clear()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -73,7 +72,7 @@ class FunctionalOptimizer:
 
     def _adam(self, g: dict[str, Any], params: list[Tensor]) -> None:
         fused = bool(g["fused"])
-        zeros_like = self.pool.zeros_like if self.pool is not None else _zeros_like
+        zeros_like = self.pool.zeros_like
         for p in params:
             st = self.state.setdefault(p, {})
             if not st:  # torch's lazy init (Adam._init_group): step on the device when fused
@@ -128,10 +127,6 @@ class FunctionalOptimizer:
                 self.state.setdefault(p, {})["momentum_buffer"] = buf  # type: ignore[assignment]
 
 
-def _zeros_like(p: Tensor) -> Tensor:
-    return torch.zeros_like(p, memory_format=torch.preserve_format)
-
-
 def functional_optimizer(
     model: torch.nn.Module, plan: Any, cfg: Any, pool: BufferPool | None = None
 ) -> FunctionalOptimizer | None:
@@ -157,4 +152,6 @@ def functional_optimizer(
     for g in param_groups(model, plan, cfg):
         g = {k: v for k, v in g.items() if k != "names"}
         groups.append({"lr": cfg.lr, **opts, **g})
-    return FunctionalOptimizer(rule=rule, param_groups=groups, pool=pool)
+    return FunctionalOptimizer(
+        rule=rule, param_groups=groups, pool=pool if pool is not None else BufferPool()
+    )
